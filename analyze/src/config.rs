@@ -1,0 +1,239 @@
+//! The experiments file (TOML): thresholds and expectations per experiment, over defaults that
+//! follow the practice of canary analysis. Every key is optional.
+//!
+//! ```toml
+//! [defaults]
+//! confidence = 0.95        # two-sided confidence; one-sided tests use α = 1 − confidence
+//! min_users = 100          # per variant, before a metric can roll back or promote
+//! error_rate_ratio = 2.0   # roll back when the canary's error rate is significantly above 2× the baseline's
+//! p99_ratio = 1.5          # roll back when the canary's p99 is significantly above 1.5× the baseline's
+//! harm_budget = 100        # excess errors a canary may cause before it is rolled back, significance or not
+//! correction = "holm"      # or "bh": correction across guardrails
+//! max_multiple_exposure = 0.01
+//!
+//! [experiments.checkout-canary]
+//! baseline = "v1"
+//! weights = { v1 = 0.95, v2 = 0.05 }   # expected allocation: enables the SRM check
+//! traffic_cap = 0.06                   # roll back when the canary's share is significantly above 6%
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Baseline names tried, in order, when an experiment names none.
+pub const DEFAULT_BASELINES: [&str; 3] = ["control", "baseline", "v1"];
+
+/// Correction across the guardrail tests of one experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Correction {
+    /// Holm–Bonferroni (controls the family-wise error rate).
+    Holm,
+    /// Benjamini–Hochberg (controls the false discovery rate).
+    Bh,
+}
+
+/// Settings of one experiment, after defaults are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentSettings {
+    /// Baseline variant; None: the first of `control`, `baseline`, `v1` present.
+    pub baseline: Option<String>,
+    /// Expected allocation weights; None: the SRM check is skipped (and the report says so).
+    pub weights: Option<BTreeMap<String, f64>>,
+    /// Two-sided confidence level. Default 0.95.
+    pub confidence: f64,
+    /// Users per variant before a metric may roll back or promote. Default 100.
+    pub min_users: u64,
+    /// Error-rate ratio threshold. Default 2.0.
+    pub error_rate_ratio: f64,
+    /// p99 latency ratio threshold. Default 1.5.
+    pub p99_ratio: f64,
+    /// Excess errors allowed before a blast-radius rollback. Default 100.
+    pub harm_budget: f64,
+    /// Maximum treatment share of users; None: no cap. Default none.
+    pub traffic_cap: Option<f64>,
+    /// Correction across guardrails. Default Holm.
+    pub correction: Correction,
+    /// Share of users seen in two variants above which the experiment is INVALID. Default 0.01.
+    pub max_multiple_exposure: f64,
+}
+
+impl Default for ExperimentSettings {
+    fn default() -> Self {
+        ExperimentSettings {
+            baseline: None,
+            weights: None,
+            confidence: 0.95,
+            min_users: 100,
+            error_rate_ratio: 2.0,
+            p99_ratio: 1.5,
+            harm_budget: 100.0,
+            traffic_cap: None,
+            correction: Correction::Holm,
+            max_multiple_exposure: 0.01,
+        }
+    }
+}
+
+impl ExperimentSettings {
+    /// α = 1 − confidence.
+    pub fn alpha(&self) -> f64 {
+        1.0 - self.confidence
+    }
+}
+
+/// One table of the file: every key optional, unknown keys rejected.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Overrides {
+    baseline: Option<String>,
+    weights: Option<BTreeMap<String, f64>>,
+    confidence: Option<f64>,
+    min_users: Option<u64>,
+    error_rate_ratio: Option<f64>,
+    p99_ratio: Option<f64>,
+    harm_budget: Option<f64>,
+    traffic_cap: Option<f64>,
+    correction: Option<Correction>,
+    max_multiple_exposure: Option<f64>,
+}
+
+impl Overrides {
+    fn apply(&self, s: &mut ExperimentSettings) {
+        if let Some(v) = &self.baseline {
+            s.baseline = Some(v.clone());
+        }
+        if let Some(v) = &self.weights {
+            s.weights = Some(v.clone());
+        }
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { s.$field = v; } )* };
+        }
+        set!(confidence, min_users, error_rate_ratio, p99_ratio, harm_budget, correction, max_multiple_exposure);
+        if let Some(v) = self.traffic_cap {
+            s.traffic_cap = Some(v);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileContents {
+    #[serde(default)]
+    defaults: Overrides,
+    #[serde(default)]
+    experiments: BTreeMap<String, Overrides>,
+}
+
+/// The parsed experiments file.
+#[derive(Debug, Clone, Default)]
+pub struct ExperimentsFile {
+    defaults: ExperimentSettings,
+    experiments: BTreeMap<String, ExperimentSettings>,
+}
+
+impl ExperimentsFile {
+    /// Reads and validates a file; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::ConfigRead { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|message| Error::Config { path: path.to_path_buf(), message })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let contents: FileContents = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut defaults = ExperimentSettings::default();
+        contents.defaults.apply(&mut defaults);
+        validate("defaults", &defaults)?;
+        let mut experiments = BTreeMap::new();
+        for (name, overrides) in contents.experiments {
+            let mut settings = defaults.clone();
+            overrides.apply(&mut settings);
+            validate(&format!("experiments.{name}"), &settings)?;
+            experiments.insert(name, settings);
+        }
+        Ok(ExperimentsFile { defaults, experiments })
+    }
+
+    /// The settings of an experiment (the defaults when it has no table of its own).
+    pub fn settings(&self, experiment: &str) -> ExperimentSettings {
+        self.experiments.get(experiment).cloned().unwrap_or_else(|| self.defaults.clone())
+    }
+}
+
+fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
+    let fail = |key: &str, allowed: &str, got: String| Err(format!("[{at}] {key} = {got}: allowed {allowed}"));
+    if !(s.confidence > 0.5 && s.confidence < 1.0) {
+        return fail("confidence", "a number between 0.5 and 1 (e.g. 0.95)", s.confidence.to_string());
+    }
+    if !(s.error_rate_ratio >= 1.0 && s.error_rate_ratio.is_finite()) {
+        return fail("error_rate_ratio", "a ratio ≥ 1 (e.g. 2.0)", s.error_rate_ratio.to_string());
+    }
+    if !(s.p99_ratio >= 1.0 && s.p99_ratio.is_finite()) {
+        return fail("p99_ratio", "a ratio ≥ 1 (e.g. 1.5)", s.p99_ratio.to_string());
+    }
+    if !(s.harm_budget >= 0.0 && s.harm_budget.is_finite()) {
+        return fail("harm_budget", "a number of errors ≥ 0", s.harm_budget.to_string());
+    }
+    if let Some(cap) = s.traffic_cap {
+        if !(cap > 0.0 && cap < 1.0) {
+            return fail("traffic_cap", "a share between 0 and 1 (e.g. 0.05)", cap.to_string());
+        }
+    }
+    if !(0.0..=1.0).contains(&s.max_multiple_exposure) {
+        return fail("max_multiple_exposure", "a share between 0 and 1", s.max_multiple_exposure.to_string());
+    }
+    if let Some(weights) = &s.weights {
+        if weights.len() < 2 {
+            return fail("weights", "at least two variants", format!("{weights:?}"));
+        }
+        if let Some((name, w)) = weights.iter().find(|(_, w)| !(**w > 0.0 && w.is_finite())) {
+            return fail(&format!("weights.{name}"), "a positive weight", w.to_string());
+        }
+        if let Some(baseline) = &s.baseline {
+            if !weights.contains_key(baseline) {
+                return fail("baseline", "one of the variants named in weights", format!("{baseline:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_practice() {
+        let f = ExperimentsFile::parse("").unwrap();
+        let s = f.settings("anything");
+        assert_eq!((s.error_rate_ratio, s.p99_ratio, s.harm_budget, s.traffic_cap), (2.0, 1.5, 100.0, None));
+        assert_eq!(s.correction, Correction::Holm);
+    }
+
+    #[test]
+    fn experiments_override_defaults() {
+        let f = ExperimentsFile::parse(
+            "[defaults]\nconfidence = 0.9\n[experiments.c]\nweights = { v1 = 95, v2 = 5 }\ntraffic_cap = 0.06\n",
+        )
+        .unwrap();
+        let s = f.settings("c");
+        assert_eq!(s.confidence, 0.9);
+        assert_eq!(s.traffic_cap, Some(0.06));
+        assert_eq!(s.weights.unwrap()["v2"], 5.0);
+        assert_eq!(f.settings("other").traffic_cap, None);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_is_allowed() {
+        let e = ExperimentsFile::parse("[experiments.c]\ntraffic_cap = 5\n").unwrap_err();
+        assert!(e.contains("experiments.c") && e.contains("traffic_cap") && e.contains("between 0 and 1"), "{e}");
+        let e = ExperimentsFile::parse("[defaults]\nthreshold = 2\n").unwrap_err();
+        assert!(e.contains("threshold"), "{e}");
+    }
+}

@@ -1,0 +1,262 @@
+//! From one experiment's users and settings to its report and verdict (statistics.md section 7):
+//! - INVALID: sample ratio mismatch, too many users in two variants, no baseline data;
+//! - ROLLBACK: a guardrail significantly above its threshold after correction, with enough users;
+//!   or a blast-radius limit crossed (harm budget, traffic cap), which needs no minimum sample and
+//!   stands even when the experiment is INVALID;
+//! - PROMOTE: every variant past the minimum sample and every guardrail shown non-inferior;
+//! - CONTINUE: anything else, saying what is missing.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Correction, ExperimentSettings, DEFAULT_BASELINES};
+use crate::metrics::{blast_radius, compare, variant_stats};
+use crate::report::{DataQuality, Report, Srm, Verdict};
+use crate::stats;
+use crate::users::ExperimentUsers;
+
+/// SRM p-value below which the experiment is INVALID.
+pub const SRM_P_THRESHOLD: f64 = 0.001;
+
+fn pick_baseline(settings: &ExperimentSettings, variants: &[&String]) -> Option<String> {
+    if let Some(b) = &settings.baseline {
+        return Some(b.clone());
+    }
+    DEFAULT_BASELINES.iter().find(|b| variants.iter().any(|v| v == b)).map(|b| b.to_string())
+}
+
+fn fmt_pct(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+/// Analyses one experiment.
+pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSettings) -> Report {
+    let alpha = settings.alpha();
+    let stats_by_variant = variant_stats(&users.variants, alpha);
+    let names: Vec<&String> = stats_by_variant.keys().collect();
+    let baseline = pick_baseline(settings, &names);
+    let total_users: u64 = stats_by_variant.values().map(|v| v.users).sum();
+    let real_users = users.real_users();
+    let multiple_share = if real_users > 0 { users.multiple_variants as f64 / real_users as f64 } else { 0.0 };
+
+    let mut invalid: Vec<String> = Vec::new();
+    let mut rollback: Vec<String> = Vec::new();
+    let mut pending: Vec<String> = Vec::new();
+
+    // Baseline first, then the others by name.
+    let base_stats = baseline.as_ref().and_then(|b| stats_by_variant.get(b));
+    let mut order: Vec<&String> = names.clone();
+    order.sort_by_key(|n| (Some(*n) != baseline.as_ref(), (*n).clone()));
+    let variants = order.iter().map(|n| stats_by_variant[*n].metrics(total_users)).collect();
+
+    let srm = srm_check(settings, &stats_by_variant, &mut invalid);
+    if multiple_share > settings.max_multiple_exposure {
+        invalid.push(format!(
+            "{} users ({}) were seen in more than one variant, above the {} allowed: assignment is leaking",
+            users.multiple_variants,
+            fmt_pct(multiple_share),
+            fmt_pct(settings.max_multiple_exposure)
+        ));
+    }
+    match (&baseline, base_stats) {
+        (None, _) => invalid.push(format!(
+            "no baseline variant: none of {} is present (variants: {}); set `baseline` in the experiments file",
+            DEFAULT_BASELINES.join(", "),
+            names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+        (Some(b), None) => invalid.push(format!("the baseline variant {b:?} has no users")),
+        (Some(_), Some(s)) if s.users == 0 => invalid.push("the baseline has no users".into()),
+        _ => {}
+    }
+
+    let mut comparisons = Vec::new();
+    let mut blast = Vec::new();
+    if let Some(base) = base_stats {
+        for name in order.iter().filter(|n| Some(**n) != baseline.as_ref()) {
+            let variant = &stats_by_variant[*name];
+            comparisons.extend(compare(base, variant, settings));
+            let b = blast_radius(base, variant, total_users, settings);
+            if b.harm_budget_exceeded {
+                rollback.push(format!(
+                    "{}: about {:.0} excess errors (at least {:.0} at {:.0}% confidence) exceed the harm budget of {:.0}",
+                    b.variant, b.excess_errors, b.excess_errors_low, settings.confidence * 100.0, b.harm_budget
+                ));
+            }
+            if b.traffic_cap_exceeded {
+                rollback.push(format!(
+                    "{}: serves {} of users, significantly above its traffic cap of {}",
+                    b.variant,
+                    fmt_pct(b.traffic_share),
+                    fmt_pct(b.traffic_cap.unwrap_or_default())
+                ));
+            }
+            blast.push(b);
+        }
+    }
+    let blast_rollback = !rollback.is_empty();
+
+    // Correct the guardrails' margin tests across the experiment.
+    let guardrail_idx: Vec<usize> = comparisons
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.guardrail.as_ref().is_some_and(|g| g.margin_p_value.is_some()))
+        .map(|(i, _)| i)
+        .collect();
+    let raw: Vec<f64> = guardrail_idx
+        .iter()
+        .map(|&i| comparisons[i].guardrail.as_ref().and_then(|g| g.margin_p_value).unwrap_or(1.0))
+        .collect();
+    let adjusted = match settings.correction {
+        Correction::Holm => stats::holm(&raw),
+        Correction::Bh => stats::benjamini_hochberg(&raw),
+    };
+    let min_users_ok = |name: &str| stats_by_variant.get(name).is_some_and(|v| v.users >= settings.min_users);
+    for (&i, &p_adj) in guardrail_idx.iter().zip(&adjusted) {
+        let c = &mut comparisons[i];
+        let enough = min_users_ok(&c.variant) && min_users_ok(&c.baseline);
+        if let Some(g) = c.guardrail.as_mut() {
+            g.margin_p_adjusted = Some(p_adj);
+            g.breached = enough && p_adj < alpha;
+            if g.breached {
+                rollback.push(format!(
+                    "{}: {} is {:.2}× the baseline's ({} vs {}), significantly above the {:.1}× threshold (p = {:.2e}, {} corrected)",
+                    c.variant,
+                    c.metric,
+                    g.ratio.unwrap_or(f64::NAN),
+                    fmt_value(&c.metric, c.variant_value),
+                    fmt_value(&c.metric, c.baseline_value),
+                    g.threshold,
+                    p_adj,
+                    match settings.correction { Correction::Holm => "Holm", Correction::Bh => "BH" },
+                ));
+            }
+        }
+    }
+
+    for (name, v) in &stats_by_variant {
+        if v.users < settings.min_users {
+            pending.push(format!("{name} needs {} more users (has {} of {})", settings.min_users - v.users, v.users, settings.min_users));
+        }
+    }
+    for c in &comparisons {
+        if let Some(g) = &c.guardrail {
+            if !g.non_inferior && !g.breached {
+                pending.push(match g.ratio_upper {
+                    Some(u) => format!(
+                        "{}: {} not yet shown below {:.1}× the baseline's (upper bound {:.2}×)",
+                        c.variant, c.metric, g.threshold, u
+                    ),
+                    None => format!("{}: {} cannot be bounded yet (too few requests or errors)", c.variant, c.metric),
+                });
+            }
+        }
+    }
+
+    // Without a blast-radius breach, every rollback reason is a guardrail's.
+    let metric_rollback = !rollback.is_empty();
+    let (verdict, reasons) = if blast_rollback {
+        let mut r = rollback;
+        r.extend(invalid);
+        (Verdict::Rollback, r)
+    } else if !invalid.is_empty() {
+        (Verdict::Invalid, invalid)
+    } else if metric_rollback {
+        (Verdict::Rollback, rollback)
+    } else if pending.is_empty() && !comparisons.is_empty() {
+        let mut r = vec![format!(
+            "every guardrail is shown non-inferior at {:.0}% confidence with at least {} users per variant",
+            settings.confidence * 100.0,
+            settings.min_users
+        )];
+        for c in comparisons.iter().filter(|c| c.guardrail.is_some()) {
+            if let Some(g) = &c.guardrail {
+                r.push(format!("{}: {} upper bound {:.2}× < {:.1}×", c.variant, c.metric, g.ratio_upper.unwrap_or(f64::NAN), g.threshold));
+            }
+        }
+        (Verdict::Promote, r)
+    } else {
+        if comparisons.is_empty() {
+            pending.push("no variant to compare with the baseline yet".into());
+        }
+        (Verdict::Continue, pending)
+    };
+
+    Report {
+        experiment: experiment.to_string(),
+        verdict,
+        reasons,
+        method: "fixed".into(),
+        confidence: settings.confidence,
+        baseline,
+        srm,
+        data_quality: DataQuality {
+            multiple_variant_users: users.multiple_variants,
+            multiple_variant_share: multiple_share,
+            synthetic_users: users.synthetic.clone(),
+        },
+        variants,
+        comparisons,
+        blast_radius: blast,
+    }
+}
+
+fn fmt_value(metric: &str, v: Option<f64>) -> String {
+    match v {
+        None => "n/a".into(),
+        Some(x) if metric == "error_rate" || metric == "conversion_rate" => fmt_pct(x),
+        Some(x) if metric.starts_with("latency") => format!("{x:.1} ms"),
+        Some(x) => format!("{x:.3}"),
+    }
+}
+
+fn srm_check(
+    settings: &ExperimentSettings,
+    stats_by_variant: &BTreeMap<String, crate::metrics::VariantStats>,
+    invalid: &mut Vec<String>,
+) -> Srm {
+    let counts: BTreeMap<String, u64> = stats_by_variant.iter().map(|(n, v)| (n.clone(), v.users)).collect();
+    let Some(weights) = &settings.weights else {
+        return Srm {
+            checked: false,
+            p_value: None,
+            chi2: None,
+            counts,
+            expected_weights: None,
+            note: Some("no expected allocation: set `weights` for this experiment in the experiments file to check SRM".into()),
+        };
+    };
+    let unexpected: Vec<&String> = counts.keys().filter(|k| !weights.contains_key(*k)).collect();
+    if !unexpected.is_empty() {
+        invalid.push(format!(
+            "variants {unexpected:?} have users but no expected weight: traffic reaches a variant it should not"
+        ));
+    }
+    let total_w: f64 = weights.values().sum();
+    let names: Vec<&String> = weights.keys().collect();
+    let observed: Vec<u64> = names.iter().map(|n| counts.get(*n).copied().unwrap_or(0)).collect();
+    let w: Vec<f64> = names.iter().map(|n| weights[*n]).collect();
+    let result = stats::srm_test(&observed, &w);
+    if let Some(r) = &result {
+        if r.p_value < SRM_P_THRESHOLD {
+            let total: u64 = observed.iter().sum();
+            let detail: Vec<String> = names
+                .iter()
+                .zip(&observed)
+                .zip(&w)
+                .map(|((n, o), w)| format!("{n} {} expected {}", fmt_pct(*o as f64 / total.max(1) as f64), fmt_pct(w / total_w)))
+                .collect();
+            invalid.push(format!(
+                "sample ratio mismatch (χ² p = {:.1e} < {SRM_P_THRESHOLD}): {}; the assignment or the logging is broken",
+                r.p_value,
+                detail.join(", ")
+            ));
+        }
+    }
+    Srm {
+        checked: result.is_some(),
+        p_value: result.as_ref().map(|r| r.p_value),
+        chi2: result.as_ref().map(|r| r.chi2),
+        counts,
+        expected_weights: Some(weights.iter().map(|(k, v)| (k.clone(), v / total_w)).collect()),
+        note: result.is_none().then(|| "too few users to test".to_string()),
+    }
+}

@@ -1,0 +1,106 @@
+//! shiftright's analysis: DataFusion over the ingest's Parquet, then statistics and a verdict.
+//!
+//! `register → query → test → decide`: the tables are registered as listing tables (`tables`), the
+//! `user_metrics` query of `queries/` builds per-user aggregates in one pass over each table
+//! (`users`), and pure Rust turns them into per-variant metrics, comparisons with the baseline and a
+//! verdict (`metrics`, `decision`, `stats`).
+
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod metrics;
+pub mod queries;
+pub mod render;
+pub mod report;
+pub mod stats;
+pub mod tables;
+pub mod users;
+
+use std::path::Path;
+
+use arrow::record_batch::RecordBatch;
+
+pub use config::{ExperimentSettings, ExperimentsFile};
+pub use error::{Error, Result};
+pub use render::ReportFormat;
+pub use report::{Report, Verdict};
+
+/// Analyses the experiments found under `data_dir` (all of them, or only those in `only`), with the
+/// settings of `experiments`. Reports are sorted by experiment.
+pub async fn analyze(data_dir: &Path, experiments: &ExperimentsFile, only: &[String]) -> Result<Vec<Report>> {
+    let ctx = tables::session(data_dir).await?;
+    let all = users::load(&ctx, only).await?;
+    for missing in only.iter().filter(|e| !all.contains_key(*e)) {
+        return Err(Error::NoData {
+            path: data_dir.to_path_buf(),
+            message: format!(
+                "experiment {missing:?} has no exposures or requests; experiments present: {}",
+                all.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    Ok(all
+        .iter()
+        .map(|(name, users)| decision::decide(name, users, &experiments.settings(name)))
+        .collect())
+}
+
+/// The exit code for a set of reports: the most severe verdict's (ROLLBACK over INVALID over the rest).
+pub fn exit_code(reports: &[Report]) -> i32 {
+    reports.iter().map(|r| r.verdict).max().map_or(0, Verdict::exit_code)
+}
+
+/// Renders reports in `format`.
+pub fn render(reports: &[Report], format: ReportFormat) -> Result<String> {
+    Ok(match format {
+        ReportFormat::Table => render::to_table(reports),
+        ReportFormat::Markdown => render::to_markdown(reports),
+        ReportFormat::Json => serde_json::to_string_pretty(reports)? + "\n",
+    })
+}
+
+/// Runs SQL over the tables under `data_dir` and returns the result batches.
+pub async fn query(data_dir: &Path, sql: &str) -> Result<Vec<RecordBatch>> {
+    let ctx = tables::session(data_dir).await?;
+    let frame = ctx.sql(sql).await.map_err(Error::query("user query"))?;
+    frame.collect().await.map_err(Error::query("user query"))
+}
+
+/// Output formats of `shiftright query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryFormat {
+    /// An aligned table.
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// JSON lines, one object per row.
+    Json,
+}
+
+/// Renders query results.
+pub fn render_batches(batches: &[RecordBatch], format: QueryFormat) -> Result<String> {
+    Ok(match format {
+        QueryFormat::Table => arrow::util::pretty::pretty_format_batches(batches)?.to_string() + "\n",
+        QueryFormat::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                for b in batches {
+                    writer.write(b)?;
+                }
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+        QueryFormat::Json => {
+            let mut buf = Vec::new();
+            {
+                let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
+                for b in batches {
+                    writer.write(b)?;
+                }
+                writer.finish()?;
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+    })
+}

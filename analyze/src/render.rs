@@ -1,0 +1,159 @@
+//! Reports for people: a terminal table and Markdown. (JSON is the report struct serialised.)
+
+use std::fmt::Write as _;
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::Table;
+
+use crate::report::{Comparison, Report};
+
+/// Output formats of `shiftright analyze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Terminal tables.
+    Table,
+    /// The JSON report (`schemas/report.schema.json`), an array of one object per experiment.
+    Json,
+    /// Markdown, for pull requests and chat.
+    Markdown,
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".into(), |x| format!("{x:.digits$}"))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |x| format!("{:.3}%", x * 100.0))
+}
+
+fn interval(lo: Option<f64>, hi: Option<f64>, scale: f64, digits: usize) -> String {
+    match (lo, hi) {
+        (Some(l), Some(h)) => format!("[{:.digits$}, {:.digits$}]", l * scale, h * scale),
+        _ => "–".into(),
+    }
+}
+
+fn value_of(c: &Comparison, v: Option<f64>) -> String {
+    if c.metric.ends_with("rate") {
+        pct(v)
+    } else {
+        num(v, 2)
+    }
+}
+
+fn variant_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec!["variant", "users", "share", "requests", "errors", "error rate", "p50 ms", "p95 ms", "p99 ms", "conversion", "revenue/user"];
+    let rows = report
+        .variants
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                v.users.to_string(),
+                format!("{:.2}%", v.share * 100.0),
+                v.requests.to_string(),
+                v.errors.to_string(),
+                pct(v.error_rate),
+                num(v.latency_ms.p50, 1),
+                num(v.latency_ms.p95, 1),
+                num(v.latency_ms.p99, 1),
+                pct(v.conversion_rate),
+                num(v.revenue_per_user, 3),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec!["metric", "variant", "baseline", "value", "diff", "diff CI", "lift", "lift CI", "p", "guardrail"];
+    let rows = report
+        .comparisons
+        .iter()
+        .map(|c| {
+            let scale = if c.metric.ends_with("rate") { 100.0 } else { 1.0 };
+            let guard = c.guardrail.as_ref().map_or_else(String::new, |g| {
+                let state = if g.breached {
+                    "BREACHED"
+                } else if g.non_inferior {
+                    "ok"
+                } else {
+                    "pending"
+                };
+                format!("{state}: ratio {} ≤ {:.1}× (upper {})", num(g.ratio, 2), g.threshold, num(g.ratio_upper, 2))
+            });
+            vec![
+                c.metric.clone(),
+                c.variant.clone(),
+                value_of(c, c.baseline_value),
+                value_of(c, c.variant_value),
+                c.absolute_diff.map_or_else(|| "–".into(), |d| format!("{:+.4}", d * scale)),
+                interval(c.ci_low, c.ci_high, scale, 4),
+                c.relative_lift.map_or_else(|| "–".into(), |l| format!("{:+.1}%", l * 100.0)),
+                interval(c.lift_ci_low.map(|x| x * 100.0), c.lift_ci_high.map(|x| x * 100.0), 1.0, 1),
+                c.p_value.map_or_else(|| "–".into(), |p| format!("{p:.3}")),
+                guard,
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+fn srm_line(report: &Report) -> String {
+    let s = &report.srm;
+    match (s.checked, s.p_value) {
+        (true, Some(p)) => format!("SRM: χ² p = {p:.4} over {:?}", s.counts),
+        _ => format!("SRM: not checked ({})", s.note.clone().unwrap_or_default()),
+    }
+}
+
+/// Terminal rendering of the reports.
+pub fn to_table(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let _ = writeln!(out, "experiment {}: {}", r.experiment, r.verdict);
+        for reason in &r.reasons {
+            let _ = writeln!(out, "  - {reason}");
+        }
+        let _ = writeln!(
+            out,
+            "baseline {} · {} · {:.0}% confidence · {} users in two variants excluded",
+            r.baseline.as_deref().unwrap_or("none"),
+            srm_line(r),
+            r.confidence * 100.0,
+            r.data_quality.multiple_variant_users
+        );
+        for (header, rows) in [variant_rows(r), comparison_rows(r)] {
+            let mut t = Table::new();
+            t.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+            for row in rows {
+                t.add_row(row);
+            }
+            let _ = writeln!(out, "{t}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Markdown rendering of the reports.
+pub fn to_markdown(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let _ = writeln!(out, "## {} — **{}**\n", r.experiment, r.verdict);
+        for reason in &r.reasons {
+            let _ = writeln!(out, "- {reason}");
+        }
+        let _ = writeln!(out, "\nBaseline `{}`. {}.\n", r.baseline.as_deref().unwrap_or("none"), srm_line(r));
+        for (header, rows) in [variant_rows(r), comparison_rows(r)] {
+            let _ = writeln!(out, "| {} |", header.join(" | "));
+            let _ = writeln!(out, "|{}|", vec!["---"; header.len()].join("|"));
+            for row in rows {
+                let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,231 @@
+//! The analysis report: what `shiftright analyze --format json` prints, documented field by field
+//! in `schemas/report.schema.json`. Absent numbers (a lift over a zero baseline, a quantile CI with
+//! too few observations) are `null`, never a made-up value.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The decision for one experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    /// Healthy so far, not yet proven: keep the canary running.
+    Continue,
+    /// Every guardrail is shown non-inferior with enough users: roll forward.
+    Promote,
+    /// The data cannot be trusted (SRM, users in two variants, no baseline): fix the experiment.
+    Invalid,
+    /// A guardrail is breached with significance, or a blast-radius limit is crossed: roll back.
+    Rollback,
+}
+
+impl Verdict {
+    /// Process exit code of `shiftright analyze` for this verdict.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Continue | Verdict::Promote => 0,
+            Verdict::Rollback => 3,
+            Verdict::Invalid => 4,
+        }
+    }
+
+    /// The word printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Continue => "CONTINUE",
+            Verdict::Promote => "PROMOTE",
+            Verdict::Invalid => "INVALID",
+            Verdict::Rollback => "ROLLBACK",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The whole report of one experiment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Experiment key.
+    pub experiment: String,
+    /// The decision.
+    pub verdict: Verdict,
+    /// Why, in words, most important first.
+    pub reasons: Vec<String>,
+    /// `fixed`: fixed-horizon tests.
+    pub method: String,
+    /// Two-sided confidence level of intervals.
+    pub confidence: f64,
+    /// The baseline variant.
+    pub baseline: Option<String>,
+    /// Sample ratio mismatch check.
+    pub srm: Srm,
+    /// Data quality counts.
+    pub data_quality: DataQuality,
+    /// Per-variant metrics, baseline first.
+    pub variants: Vec<VariantMetrics>,
+    /// Each non-baseline variant against the baseline, per metric.
+    pub comparisons: Vec<Comparison>,
+    /// Blast-radius checks per non-baseline variant.
+    pub blast_radius: Vec<BlastRadius>,
+}
+
+/// Sample ratio mismatch: observed users per variant against the expected allocation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Srm {
+    /// Whether the check ran (it needs expected weights in the experiments file).
+    pub checked: bool,
+    /// χ² p-value; below 0.001 the experiment is INVALID.
+    pub p_value: Option<f64>,
+    /// χ² statistic.
+    pub chi2: Option<f64>,
+    /// Users per variant (non-synthetic, single-variant).
+    pub counts: BTreeMap<String, u64>,
+    /// Expected weights, normalised.
+    pub expected_weights: Option<BTreeMap<String, f64>>,
+    /// Why it was not checked, when it was not.
+    pub note: Option<String>,
+}
+
+/// Counts that say whether the data can be trusted.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataQuality {
+    /// Non-synthetic users seen in more than one variant (excluded from everything).
+    pub multiple_variant_users: u64,
+    /// Their share of all non-synthetic users.
+    pub multiple_variant_share: f64,
+    /// Synthetic users per variant (reported, excluded from decisions).
+    pub synthetic_users: BTreeMap<String, u64>,
+}
+
+/// A quantile estimate with its confidence interval (null until there are enough observations).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QuantileValue {
+    /// Point estimate, ms.
+    pub value: Option<f64>,
+    /// Lower confidence bound, ms.
+    pub ci_low: Option<f64>,
+    /// Upper confidence bound, ms.
+    pub ci_high: Option<f64>,
+}
+
+/// Latency quantiles of live requests, ms.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+}
+
+/// One variant's metrics over its non-synthetic, single-variant users.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantMetrics {
+    /// Variant name.
+    pub name: String,
+    /// Users.
+    pub users: u64,
+    /// Observed share of the experiment's users.
+    pub share: f64,
+    /// Live requests.
+    pub requests: u64,
+    /// Live requests with status ≥ 500.
+    pub errors: u64,
+    /// errors / requests.
+    pub error_rate: Option<f64>,
+    /// Latency quantiles, ms.
+    pub latency_ms: Latency,
+    /// Latency quantiles with confidence intervals (user-clustered).
+    pub latency_ci: BTreeMap<String, QuantileValue>,
+    /// Users who converted at or after first exposure.
+    pub conversions: u64,
+    /// conversions / users.
+    pub conversion_rate: Option<f64>,
+    /// Business value after exposure.
+    pub revenue: f64,
+    /// revenue / users (zeros included).
+    pub revenue_per_user: Option<f64>,
+}
+
+/// One metric of one variant against the baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// `error_rate`, `latency_p50`, `latency_p95`, `latency_p99`, `conversion_rate`, `revenue_per_user`.
+    pub metric: String,
+    /// Baseline variant.
+    pub baseline: String,
+    /// Compared variant.
+    pub variant: String,
+    /// Baseline's value.
+    pub baseline_value: Option<f64>,
+    /// Variant's value.
+    pub variant_value: Option<f64>,
+    /// variant − baseline.
+    pub absolute_diff: Option<f64>,
+    /// variant / baseline − 1; null when the baseline is 0.
+    pub relative_lift: Option<f64>,
+    /// Confidence interval of the absolute difference.
+    pub ci_low: Option<f64>,
+    /// Confidence interval of the absolute difference.
+    pub ci_high: Option<f64>,
+    /// Confidence interval of the relative lift.
+    pub lift_ci_low: Option<f64>,
+    /// Confidence interval of the relative lift.
+    pub lift_ci_high: Option<f64>,
+    /// Two-sided p-value of "no difference".
+    pub p_value: Option<f64>,
+    /// p_value < α.
+    pub significant: bool,
+    /// Present when the metric is a guardrail.
+    pub guardrail: Option<Guardrail>,
+}
+
+/// A guardrail's threshold test: "variant > threshold × baseline" as a one-sided margin test.
+#[derive(Debug, Clone, Serialize)]
+pub struct Guardrail {
+    /// Threshold ratio (2.0 for error rate, 1.5 for p99 by default).
+    pub threshold: f64,
+    /// Observed ratio variant / baseline.
+    pub ratio: Option<f64>,
+    /// One-sided upper confidence bound of the ratio.
+    pub ratio_upper: Option<f64>,
+    /// One-sided p-value of H1: ratio > threshold.
+    pub margin_p_value: Option<f64>,
+    /// The same, corrected across the experiment's guardrails.
+    pub margin_p_adjusted: Option<f64>,
+    /// `z`, `exact_poisson` or `quantile_z`.
+    pub test: String,
+    /// Significantly above the threshold (after correction) with enough users: roll back.
+    pub breached: bool,
+    /// Upper bound below the threshold: shown non-inferior.
+    pub non_inferior: bool,
+}
+
+/// Blast-radius limits of one variant: they act without a minimum sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlastRadius {
+    /// Variant.
+    pub variant: String,
+    /// Errors above what the baseline's rate predicts for the variant's requests.
+    pub excess_errors: f64,
+    /// One-sided lower confidence bound of the excess.
+    pub excess_errors_low: f64,
+    /// The harm budget.
+    pub harm_budget: f64,
+    /// Lower bound above the budget.
+    pub harm_budget_exceeded: bool,
+    /// Observed share of users.
+    pub traffic_share: f64,
+    /// Configured cap, if any.
+    pub traffic_cap: Option<f64>,
+    /// One-sided p-value of share > cap.
+    pub traffic_cap_p_value: Option<f64>,
+    /// Share significantly above the cap.
+    pub traffic_cap_exceeded: bool,
+}

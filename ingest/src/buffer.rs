@@ -1,0 +1,181 @@
+//! Rows waiting to be written, per Kafka partition, and the rules for when to write them.
+//!
+//! A partition's buffer covers one contiguous run of its offsets. When it is flushed, every row and
+//! dead letter of that run goes into one *flush batch* of files, recorded with the run's first and
+//! last offset; that is what lets a restart resume exactly past the durable data.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use shiftright_schemas::{partition_value, Table};
+
+use crate::dead_letters::DeadLetter;
+use crate::decode::Event;
+
+/// A Kafka topic-partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.topic, self.partition)
+    }
+}
+
+/// Where a group of rows goes: `OUT/<table>/date=<date>/experiment=<key>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionKey {
+    /// `YYYY-MM-DD`, UTC.
+    pub date: String,
+    /// Hive-safe experiment key.
+    pub experiment: String,
+}
+
+/// The buffered rows of one Kafka partition.
+#[derive(Debug)]
+pub struct PartitionBuffer {
+    /// The Kafka partition.
+    pub source: TopicPartition,
+    /// The table its events belong to.
+    pub table: Table,
+    /// Offset of the first buffered message.
+    pub first_offset: i64,
+    /// Offset of the last buffered message.
+    pub last_offset: i64,
+    /// Good rows by output directory.
+    pub rows: BTreeMap<PartitionKey, Vec<Event>>,
+    /// Rejected messages by `date=`.
+    pub dead_letters: BTreeMap<String, Vec<DeadLetter>>,
+    /// Messages buffered (rows + dead letters).
+    pub messages: usize,
+    /// About how many bytes the buffer holds.
+    pub bytes: usize,
+    /// When the first message arrived.
+    pub opened: Instant,
+}
+
+impl PartitionBuffer {
+    fn new(source: TopicPartition, table: Table, offset: i64) -> Self {
+        PartitionBuffer {
+            source,
+            table,
+            first_offset: offset,
+            last_offset: offset,
+            rows: BTreeMap::new(),
+            dead_letters: BTreeMap::new(),
+            messages: 0,
+            bytes: 0,
+            opened: Instant::now(),
+        }
+    }
+
+    fn note_offset(&mut self, offset: i64) {
+        self.last_offset = self.last_offset.max(offset);
+        self.messages += 1;
+    }
+}
+
+/// When buffers are flushed.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushPolicy {
+    /// Rows per partition buffer.
+    pub rows: usize,
+    /// Bytes per partition buffer.
+    pub bytes: usize,
+    /// Age of a partition buffer's first row.
+    pub age: Duration,
+    /// Bytes across all buffers.
+    pub budget: usize,
+}
+
+/// All partitions' buffers, with the totals that the memory budget is checked against.
+#[derive(Debug)]
+pub struct Buffers {
+    policy: FlushPolicy,
+    by_partition: HashMap<TopicPartition, PartitionBuffer>,
+    total_bytes: usize,
+}
+
+impl Buffers {
+    /// Empty buffers under `policy`.
+    pub fn new(policy: FlushPolicy) -> Self {
+        Buffers { policy, by_partition: HashMap::new(), total_bytes: 0 }
+    }
+
+    fn entry(&mut self, source: &TopicPartition, table: Table, offset: i64) -> &mut PartitionBuffer {
+        self.by_partition
+            .entry(source.clone())
+            .or_insert_with(|| PartitionBuffer::new(source.clone(), table, offset))
+    }
+
+    /// Buffers a good row read at `offset`.
+    pub fn push_event(&mut self, source: &TopicPartition, table: Table, offset: i64, event: Event) {
+        let size = event.approx_bytes();
+        let key = PartitionKey { date: event.date(), experiment: partition_value(event.experiment()) };
+        let buffer = self.entry(source, table, offset);
+        buffer.note_offset(offset);
+        buffer.bytes += size;
+        buffer.rows.entry(key).or_default().push(event);
+        self.total_bytes += size;
+    }
+
+    /// Buffers a dead letter read at `offset`.
+    pub fn push_dead_letter(&mut self, source: &TopicPartition, table: Table, letter: DeadLetter) {
+        let size = letter.approx_bytes();
+        let buffer = self.entry(source, table, letter.offset);
+        buffer.note_offset(letter.offset);
+        buffer.bytes += size;
+        buffer.dead_letters.entry(letter.date()).or_default().push(letter);
+        self.total_bytes += size;
+    }
+
+    /// Whether the partition's buffer has reached its row or byte threshold.
+    pub fn is_full(&self, source: &TopicPartition) -> bool {
+        self.by_partition
+            .get(source)
+            .is_some_and(|b| b.messages >= self.policy.rows || b.bytes >= self.policy.bytes)
+    }
+
+    /// Whether all buffers together are over the memory budget.
+    pub fn over_budget(&self) -> bool {
+        self.total_bytes >= self.policy.budget
+    }
+
+    /// Partitions whose first row is older than the flush interval.
+    pub fn aged(&self) -> Vec<TopicPartition> {
+        let age = self.policy.age;
+        self.by_partition.values().filter(|b| b.opened.elapsed() >= age).map(|b| b.source.clone()).collect()
+    }
+
+    /// The partition holding the most bytes.
+    pub fn largest(&self) -> Option<TopicPartition> {
+        self.by_partition.values().max_by_key(|b| b.bytes).map(|b| b.source.clone())
+    }
+
+    /// Every buffered partition.
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        self.by_partition.keys().cloned().collect()
+    }
+
+    /// Takes a partition's buffer out, to be written (or dropped on revocation).
+    pub fn take(&mut self, source: &TopicPartition) -> Option<PartitionBuffer> {
+        let buffer = self.by_partition.remove(source)?;
+        self.total_bytes -= buffer.bytes;
+        Some(buffer)
+    }
+
+    /// Bytes buffered across all partitions.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes
+    }
+
+    /// Messages buffered across all partitions.
+    pub fn total_messages(&self) -> usize {
+        self.by_partition.values().map(|b| b.messages).sum()
+    }
+}

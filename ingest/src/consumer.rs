@@ -1,0 +1,144 @@
+//! The Kafka consumer and its context. The rebalance callback does two things only: on assignment
+//! it sets each partition's start offset from the durable files (see `offsets`), and on revocation
+//! it records which partitions were taken away. The pipeline drains those records after every poll,
+//! before it flushes anything, so it never writes rows of a partition it no longer owns.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::buffer::TopicPartition;
+use crate::config::IngestConfig;
+use crate::error::{Error, Result};
+use crate::offsets::recover_partition;
+
+/// The consumer type the pipeline runs.
+pub type IngestConsumer = StreamConsumer<IngestContext>;
+
+/// What happened in a rebalance, for the pipeline to act on.
+#[derive(Debug)]
+pub enum RebalanceEvent {
+    /// Partitions assigned, with the offset each resumes from (None: the group's committed offset,
+    /// or the earliest when there is none).
+    Assigned(Vec<(TopicPartition, Option<i64>)>),
+    /// Partitions taken away: their buffered rows must be dropped, not written.
+    Revoked(Vec<TopicPartition>),
+    /// A partition's durable progress could not be read; the pipeline stops rather than guess.
+    Failed(Error),
+}
+
+/// Consumer context: shares rebalance events with the pipeline.
+#[derive(Debug)]
+pub struct IngestContext {
+    out_dir: PathBuf,
+    events: Mutex<Vec<RebalanceEvent>>,
+}
+
+impl IngestContext {
+    /// Takes the rebalance events recorded since the last call.
+    pub fn drain(&self) -> Vec<RebalanceEvent> {
+        match self.events.lock() {
+            Ok(mut events) => std::mem::take(&mut *events),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    fn record(&self, event: RebalanceEvent) {
+        match self.events.lock() {
+            Ok(mut events) => events.push(event),
+            Err(poisoned) => poisoned.into_inner().push(event),
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition { topic: e.topic().to_string(), partition: e.partition() })
+        .collect()
+}
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut assigned = Vec::new();
+                for tp in partitions(tpl) {
+                    match recover_partition(&self.out_dir, &tp.topic, tp.partition) {
+                        Ok(next) => {
+                            if let Some(offset) = next {
+                                if let Err(e) = tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset)) {
+                                    tracing::error!(partition = %tp, error = %e, "cannot set the resume offset");
+                                }
+                            }
+                            tracing::info!(partition = %tp, resume_at = ?next, "partition assigned");
+                            assigned.push((tp, next));
+                        }
+                        Err(e) => self.record(RebalanceEvent::Failed(e)),
+                    }
+                }
+                self.record(RebalanceEvent::Assigned(assigned));
+                if let Err(e) = consumer.assign(tpl) {
+                    self.record(RebalanceEvent::Failed(Error::Kafka { context: "assigning partitions".into(), source: e }));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked = partitions(tpl);
+                tracing::info!(partitions = ?revoked, "partitions revoked");
+                self.record(RebalanceEvent::Revoked(revoked));
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error; dropping the assignment");
+                self.record(RebalanceEvent::Revoked(partitions(tpl)));
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            // Not fatal: the durable files, not the group's commits, decide where a restart resumes.
+            tracing::warn!(error = %e, offsets = ?partitions(offsets), "offset commit failed");
+        }
+    }
+}
+
+/// Creates the consumer and subscribes it to the three event topics.
+pub fn create_consumer(config: &IngestConfig) -> Result<IngestConsumer> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range,roundrobin")
+        .set("session.timeout.ms", "10000")
+        // librdkafka's own prefetch is part of the memory budget: bound it.
+        .set("queued.max.messages.kbytes", "32768")
+        .set("client.id", "shiftright-ingest");
+    for (key, value) in &config.kafka_options {
+        client.set(key, value);
+    }
+    let context = IngestContext { out_dir: config.out_dir.clone(), events: Mutex::new(Vec::new()) };
+    let consumer: IngestConsumer = client
+        .create_with_context(context)
+        .map_err(|source| Error::Kafka { context: format!("creating a consumer for {}", config.brokers), source })?;
+    consumer
+        .subscribe(&config.topics())
+        .map_err(|source| Error::Kafka { context: "subscribing to the event topics".into(), source })?;
+    Ok(consumer)
+}

@@ -1,0 +1,74 @@
+//! The ingest crate's one error type. Bad input is never an error here: it becomes a dead letter.
+//! These are the failures that stop the service: a broker client that cannot be created, an output
+//! directory that cannot be written, a configuration that makes no sense.
+
+use std::path::PathBuf;
+
+/// Result alias of the ingest crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why the ingest service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is inconsistent; the message says which setting and what is allowed.
+    #[error("invalid ingest configuration: {0}")]
+    Config(String),
+    /// The Kafka client could not be created or subscribed.
+    #[error("Kafka client error: {context}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A file or directory of the output could not be read or written.
+    #[error("I/O error on {}: {context}", path.display())]
+    Io {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What was being done.
+        context: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Rows could not be encoded as Parquet.
+    #[error("Parquet encoding of {} failed", path.display())]
+    Parquet {
+        /// The file being written.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// Rows could not be assembled into an Arrow batch (a bug: decoded rows always fit the schema).
+    #[error("building an Arrow batch for table {table} failed")]
+    Arrow {
+        /// The table.
+        table: &'static str,
+        /// Arrow's error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// A partition's durable progress could not be recovered at assignment.
+    #[error("recovering durable offsets of {topic}[{partition}] failed: {reason}")]
+    Recovery {
+        /// Kafka topic.
+        topic: String,
+        /// Kafka partition.
+        partition: i32,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A blocking task (Parquet writing) panicked or was cancelled.
+    #[error("background writer task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    /// Shorthand for an I/O error on a path.
+    pub fn io(path: impl Into<PathBuf>, context: &'static str, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), context, source }
+    }
+}

@@ -1,0 +1,131 @@
+//! Writes a partition's buffer as one flush batch of Parquet files, durably: each file is written
+//! under a temporary name and fsynced, then all are renamed, then their directories are fsynced.
+//! Only after that does the caller commit the batch's offsets.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use shiftright_schemas::{file_metadata, Table};
+
+use crate::buffer::PartitionBuffer;
+use crate::columns::events_to_batch;
+use crate::dead_letters::dead_letters_to_batch;
+use crate::error::{Error, Result};
+use crate::offsets::BatchFile;
+
+/// What one flush wrote.
+#[derive(Debug, Clone, Default)]
+pub struct FlushOutcome {
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Good rows written.
+    pub rows: usize,
+    /// Dead letters written.
+    pub dead_letters: usize,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// Offset to commit: one past the batch's last.
+    pub next_offset: i64,
+}
+
+/// Writes `buffer` under `out_dir` and makes it durable.
+pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutcome> {
+    let mut planned: Vec<(PathBuf, RecordBatch)> = Vec::new();
+    let table_dir = out_dir.join(buffer.table.dir_name());
+    for (key, events) in &buffer.rows {
+        let dir = table_dir.join(format!("date={}", key.date)).join(format!("experiment={}", key.experiment));
+        planned.push((dir, events_to_batch(buffer.table, events)?));
+    }
+    let dead_dir = out_dir.join(Table::DeadLetters.dir_name());
+    for (date, letters) in &buffer.dead_letters {
+        planned.push((dead_dir.join(format!("date={date}")), dead_letters_to_batch(letters)?));
+    }
+
+    let count = planned.len();
+    let mut outcome = FlushOutcome { next_offset: buffer.last_offset + 1, ..FlushOutcome::default() };
+    let mut renames: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(count);
+    for (i, (dir, batch)) in planned.iter().enumerate() {
+        let file = BatchFile {
+            topic: buffer.source.topic.clone(),
+            partition: buffer.source.partition,
+            first_offset: buffer.first_offset,
+            last_offset: buffer.last_offset,
+            index: i + 1,
+            count,
+        };
+        create_dir_durably(dir)?;
+        let temp = dir.join(file.temp_name());
+        outcome.bytes += write_parquet(&temp, batch, &file)?;
+        renames.push((temp, dir.join(file.file_name())));
+    }
+    let mut dirs = BTreeSet::new();
+    for (temp, path) in renames {
+        std::fs::rename(&temp, &path).map_err(|e| Error::io(&temp, "renaming a written file into place", e))?;
+        dirs.insert(path.parent().map(Path::to_path_buf).unwrap_or_default());
+        outcome.files.push(path);
+    }
+    for dir in dirs {
+        sync_dir(&dir)?;
+    }
+    outcome.rows = buffer.rows.values().map(Vec::len).sum();
+    outcome.dead_letters = buffer.dead_letters.values().map(Vec::len).sum();
+    Ok(outcome)
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch, file: &BatchFile) -> Result<u64> {
+    let parquet_err = |source| Error::Parquet { path: path.to_path_buf(), source };
+    let metadata = vec![
+        KeyValue::new(file_metadata::TOPIC.to_string(), file.topic.clone()),
+        KeyValue::new(file_metadata::PARTITION.to_string(), file.partition.to_string()),
+        KeyValue::new(file_metadata::FIRST_OFFSET.to_string(), file.first_offset.to_string()),
+        KeyValue::new(file_metadata::LAST_OFFSET.to_string(), file.last_offset.to_string()),
+        KeyValue::new(file_metadata::BATCH_FILES.to_string(), file.count.to_string()),
+    ];
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_key_value_metadata(Some(metadata))
+        .build();
+    let handle = File::create(path).map_err(|e| Error::io(path, "creating a Parquet file", e))?;
+    let mut writer = ArrowWriter::try_new(handle, batch.schema(), Some(props)).map_err(parquet_err)?;
+    writer.write(batch).map_err(parquet_err)?;
+    let handle = writer.into_inner().map_err(parquet_err)?;
+    handle.sync_all().map_err(|e| Error::io(path, "fsyncing a Parquet file", e))?;
+    let len = handle.metadata().map_err(|e| Error::io(path, "reading a file size", e))?.len();
+    Ok(len)
+}
+
+/// Creates `dir` and fsyncs the parents of every directory it created, so that a file renamed into
+/// it survives a power loss.
+fn create_dir_durably(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(d) = cursor {
+        if d.is_dir() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cursor = d.parent();
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating an output directory", e))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, "fsyncing a directory", e))
+}

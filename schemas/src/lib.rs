@@ -1,0 +1,210 @@
+//! The one place that says what shiftright's data looks like.
+//!
+//! Producers read the JSON Schemas in `schemas/events/`; the ingest writes, and the analysis reads,
+//! Parquet tables whose Arrow schemas are defined here. The two are held equal, field by field, by
+//! the tests at the bottom of this file, so a change to one that forgets the other fails the build.
+//!
+//! Table columns are the event fields with defaults applied (`mode` is never null, `synthetic` is
+//! the resolved flag: the producer's field or a synthetic user-id prefix). Dead letters have their own
+//! table with the provenance of each rejected message.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// The JSON Schema of a request event, as shipped to producers.
+pub const REQUEST_JSON_SCHEMA: &str = include_str!("../events/request.schema.json");
+/// The JSON Schema of a business event, as shipped to producers.
+pub const BUSINESS_JSON_SCHEMA: &str = include_str!("../events/business.schema.json");
+/// The JSON Schema of an exposure event, as shipped to producers.
+pub const EXPOSURE_JSON_SCHEMA: &str = include_str!("../events/exposure.schema.json");
+/// The JSON Schema of the analysis report (`shiftright analyze --format json`).
+pub const REPORT_JSON_SCHEMA: &str = include_str!("../report.schema.json");
+
+/// Request modes: `live` served the user, `shadow` is a dark-launch call, `mirror` mirrored traffic.
+pub const MODES: [&str; 3] = ["live", "shadow", "mirror"];
+
+/// Business kinds that count as a conversion.
+pub const CONVERSION_KINDS: [&str; 2] = ["conversion", "purchase"];
+
+/// Hive partition value used when an event has no experiment (business events may not).
+pub const NO_EXPERIMENT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Parquet key-value metadata keys that record where a file's rows came from. The ingest seeks each
+/// partition past the highest offset recorded in durable files, so these are the source of truth for
+/// progress.
+pub mod file_metadata {
+    /// Kafka topic of every row in the file.
+    pub const TOPIC: &str = "shiftright.topic";
+    /// Kafka partition of every row in the file.
+    pub const PARTITION: &str = "shiftright.partition";
+    /// First offset of the flush batch the file belongs to.
+    pub const FIRST_OFFSET: &str = "shiftright.first_offset";
+    /// Last offset of the flush batch the file belongs to.
+    pub const LAST_OFFSET: &str = "shiftright.last_offset";
+    /// How many files the flush batch wrote (across tables and partitions directories).
+    pub const BATCH_FILES: &str = "shiftright.batch_files";
+}
+
+/// A table of the Parquet store, one directory under the output root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Request events.
+    Requests,
+    /// Business events.
+    Business,
+    /// Exposure events.
+    Exposures,
+    /// Messages the ingest rejected, with their reason and provenance.
+    DeadLetters,
+}
+
+impl Table {
+    /// The three event tables, in the order their topics are usually listed.
+    pub const EVENTS: [Table; 3] = [Table::Requests, Table::Business, Table::Exposures];
+
+    /// Name of the table in SQL, and of its directory under the output root.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Requests => "requests",
+            Table::Business => "business",
+            Table::Exposures => "exposures",
+            Table::DeadLetters => "dead_letters",
+        }
+    }
+
+    /// Directory of the table under the output root.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Table::DeadLetters => "_dead_letters",
+            other => other.name(),
+        }
+    }
+
+    /// Parses a table name as used in SQL or on the command line.
+    pub fn from_name(name: &str) -> Option<Table> {
+        [Table::Requests, Table::Business, Table::Exposures, Table::DeadLetters]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+
+    /// The Arrow schema of the table's Parquet files.
+    pub fn schema(self) -> SchemaRef {
+        static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
+        let all = SCHEMAS.get_or_init(|| {
+            [requests_schema(), business_schema(), exposures_schema(), dead_letters_schema()]
+                .map(Arc::new)
+        });
+        let index = match self {
+            Table::Requests => 0,
+            Table::Business => 1,
+            Table::Exposures => 2,
+            Table::DeadLetters => 3,
+        };
+        all[index].clone()
+    }
+
+    /// The producer-facing JSON Schema of the table's events; dead letters have none.
+    pub fn json_schema(self) -> Option<&'static str> {
+        match self {
+            Table::Requests => Some(REQUEST_JSON_SCHEMA),
+            Table::Business => Some(BUSINESS_JSON_SCHEMA),
+            Table::Exposures => Some(EXPOSURE_JSON_SCHEMA),
+            Table::DeadLetters => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Event timestamps: milliseconds since the epoch, UTC.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn common_fields() -> Vec<Field> {
+    vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("ts", timestamp_type(), false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("synthetic", DataType::Boolean, false),
+    ]
+}
+
+fn requests_schema() -> Schema {
+    let mut fields = common_fields();
+    fields.extend([
+        Field::new("experiment", DataType::Utf8, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("status", DataType::Int32, false),
+        Field::new("latency_ms", DataType::Float64, false),
+        Field::new("service", DataType::Utf8, true),
+        Field::new("endpoint", DataType::Utf8, true),
+        Field::new("region", DataType::Utf8, true),
+        Field::new("mode", DataType::Utf8, false),
+        Field::new("shadow_match", DataType::Boolean, true),
+    ]);
+    Schema::new(fields)
+}
+
+fn business_schema() -> Schema {
+    let mut fields = common_fields();
+    fields.extend([
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("experiment", DataType::Utf8, true),
+        Field::new("variant", DataType::Utf8, true),
+    ]);
+    Schema::new(fields)
+}
+
+fn exposures_schema() -> Schema {
+    let mut fields = common_fields();
+    fields.extend([
+        Field::new("experiment", DataType::Utf8, false),
+        Field::new("variant", DataType::Utf8, false),
+    ]);
+    Schema::new(fields)
+}
+
+fn dead_letters_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("kafka_ts", timestamp_type(), true),
+        Field::new("received_at", timestamp_type(), false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("key", DataType::Binary, true),
+        Field::new("payload", DataType::Binary, true),
+    ])
+}
+
+/// Turns an experiment key into a Hive partition value that is safe as a directory name: kept as
+/// it is when it only has `[A-Za-z0-9._-]`, otherwise percent-encoded (as Hive does).
+pub fn partition_value(experiment: Option<&str>) -> String {
+    let Some(key) = experiment.filter(|k| !k.is_empty()) else {
+        return NO_EXPERIMENT_PARTITION.to_string();
+    };
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if out.starts_with('.') {
+        // A leading dot would hide the directory from most listings.
+        out.replace_range(0..1, "%2E");
+    }
+    out
+}
+
+#[cfg(test)]
+mod agreement_tests;

@@ -1,0 +1,228 @@
+//! The command line: every flag documented, with its default and its environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success; for analyze: every verdict is PROMOTE or CONTINUE
+  1  runtime error (the message says what failed and why)
+  2  usage error
+  3  analyze: at least one experiment's verdict is ROLLBACK
+  4  analyze: at least one experiment is INVALID (and none is ROLLBACK)";
+
+/// shiftright: experimentation analytics for teams that test in production.
+///
+/// Services emit request, business and exposure events to Kafka; `shiftright ingest` writes them
+/// exactly once as Hive-partitioned Parquet, and `shiftright analyze` turns them into a verdict per
+/// experiment: ROLLBACK, CONTINUE, PROMOTE or INVALID, with its reasons.
+/// Try `shiftright demo` first: it needs no setup.
+#[derive(Debug, Parser)]
+#[command(name = "shiftright", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info`, `shiftright_ingest=debug`.
+    #[arg(long, global = true, env = "SHIFTRIGHT_LOG", default_value = "warn")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume events from Kafka and write them as Parquet, exactly once.
+    Ingest(IngestArgs),
+    /// Analyse experiments over the Parquet output and print a verdict for each.
+    #[command(after_help = EXIT_CODES)]
+    Analyze(AnalyzeArgs),
+    /// Run SQL over the Parquet tables: requests, business, exposures, dead_letters.
+    Query(QueryArgs),
+    /// Generate a reproducible traffic scenario to Kafka or to JSON-lines files.
+    Generate(GenerateArgs),
+    /// Run the whole pipeline on an embedded broker: a bad canary (ROLLBACK) and a healthy one.
+    Demo(DemoArgs),
+    /// Serve an embedded Kafka broker (librdkafka's mock cluster) on loopback until interrupted.
+    Broker(BrokerArgs),
+}
+
+/// Topic names, shared by ingest and generate.
+#[derive(Debug, Args, Clone)]
+pub struct TopicArgs {
+    /// Topic of request events.
+    #[arg(long, env = "SHIFTRIGHT_REQUESTS_TOPIC", default_value = "requests")]
+    pub requests_topic: String,
+    /// Topic of business events.
+    #[arg(long, env = "SHIFTRIGHT_BUSINESS_TOPIC", default_value = "business")]
+    pub business_topic: String,
+    /// Topic of exposure events.
+    #[arg(long, env = "SHIFTRIGHT_EXPOSURES_TOPIC", default_value = "exposures")]
+    pub exposures_topic: String,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Kafka bootstrap servers, host:port[,host:port].
+    #[arg(long, env = "SHIFTRIGHT_BROKERS")]
+    pub brokers: String,
+    /// Output root; tables go to OUT/<table>/date=YYYY-MM-DD/experiment=<key>/.
+    #[arg(long, env = "SHIFTRIGHT_OUT")]
+    pub out: PathBuf,
+    /// Consumer group id; instances with the same id split the partitions.
+    #[arg(long, env = "SHIFTRIGHT_GROUP_ID", default_value = "shiftright-ingest")]
+    pub group_id: String,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Flush a partition's buffer at this many messages.
+    #[arg(long, env = "SHIFTRIGHT_FLUSH_ROWS", default_value_t = 100_000)]
+    pub flush_rows: usize,
+    /// Flush a partition's buffer at about this many bytes.
+    #[arg(long, env = "SHIFTRIGHT_FLUSH_BYTES", default_value_t = 64 << 20)]
+    pub flush_bytes: usize,
+    /// Flush a partition's buffer when its oldest message is this old (e.g. 10s, 1m).
+    #[arg(long, env = "SHIFTRIGHT_FLUSH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+    /// Memory budget of all buffers, bytes; past it the largest buffer is flushed early.
+    #[arg(long, env = "SHIFTRIGHT_MAX_BUFFER_BYTES", default_value_t = 256 << 20)]
+    pub max_buffer_bytes: usize,
+    /// Messages larger than this are dead letters (too_large).
+    #[arg(long, env = "SHIFTRIGHT_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
+    pub max_message_bytes: usize,
+    /// Events whose ts is older than this are dead letters (timestamp_out_of_range).
+    #[arg(long, env = "SHIFTRIGHT_MAX_EVENT_AGE", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub max_event_age: Duration,
+    /// Events whose ts is further ahead than this are dead letters.
+    #[arg(long, env = "SHIFTRIGHT_MAX_EVENT_FUTURE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub max_event_future: Duration,
+    /// User-id prefixes that mark synthetic users (comma-separated).
+    #[arg(long, env = "SHIFTRIGHT_SYNTHETIC_PREFIXES", value_delimiter = ',', default_value = "synthetic-,test-")]
+    pub synthetic_prefixes: Vec<String>,
+    /// Stop (after flushing) once no message has arrived for this long; default: run until SIGINT/SIGTERM.
+    #[arg(long, env = "SHIFTRIGHT_IDLE_EXIT", value_parser = humantime::parse_duration)]
+    pub idle_exit: Option<Duration>,
+    /// Extra librdkafka consumer property, key=value (repeatable), e.g. security.protocol=ssl.
+    #[arg(long = "kafka-option", env = "SHIFTRIGHT_KAFKA_OPTIONS", value_delimiter = ';', value_parser = parse_key_value)]
+    pub kafka_options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormatArg {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The ingest's output root (the directory holding requests/, business/, exposures/).
+    #[arg(long, env = "SHIFTRIGHT_DATA")]
+    pub data: PathBuf,
+    /// Experiments file (TOML): baseline, expected weights, thresholds. See the README.
+    #[arg(long, env = "SHIFTRIGHT_EXPERIMENTS")]
+    pub experiments: Option<PathBuf>,
+    /// Analyse only this experiment (repeatable); default: every experiment in the data.
+    #[arg(long = "experiment", short = 'e')]
+    pub only: Vec<String>,
+    /// Output format.
+    #[arg(long, env = "SHIFTRIGHT_FORMAT", value_enum, default_value = "table")]
+    pub format: ReportFormatArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum QueryFormatArg {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The ingest's output root.
+    #[arg(long, env = "SHIFTRIGHT_DATA", required_unless_present = "list")]
+    pub data: Option<PathBuf>,
+    /// SQL to run, e.g. "SELECT variant, COUNT(*) FROM requests GROUP BY variant".
+    #[arg(conflicts_with_all = ["name", "list"], required_unless_present_any = ["name", "list"])]
+    pub sql: Option<String>,
+    /// Run a named query from queries/ instead (see --list).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// List the named queries and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Output format.
+    #[arg(long, env = "SHIFTRIGHT_FORMAT", value_enum, default_value = "table")]
+    pub format: QueryFormatArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Preset {
+    /// A 95/5 canary whose v2 has 3× the error rate and 2× the p99, and a healthy 95/5 canary.
+    Demo,
+    /// Only the regressed canary.
+    BadCanary,
+    /// Only the healthy canary.
+    HealthyCanary,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Scenario file (TOML, see traffic/src/scenario.rs); overrides --preset.
+    #[arg(long, env = "SHIFTRIGHT_SCENARIO")]
+    pub scenario: Option<PathBuf>,
+    /// Built-in scenario.
+    #[arg(long, value_enum, default_value = "demo")]
+    pub preset: Preset,
+    /// Users (for presets).
+    #[arg(long, default_value_t = 40_000)]
+    pub users: usize,
+    /// Random seed: the same seed gives the same events.
+    #[arg(long, env = "SHIFTRIGHT_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Share of extra malformed messages (for presets).
+    #[arg(long, default_value_t = 0.0005)]
+    pub malformed_share: f64,
+    /// Produce to these Kafka bootstrap servers.
+    #[arg(long, env = "SHIFTRIGHT_BROKERS", conflicts_with = "out_dir", required_unless_present = "out_dir")]
+    pub brokers: Option<String>,
+    /// Write JSON lines to DIR/<topic>.jsonl instead.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Extra librdkafka producer property, key=value (repeatable).
+    #[arg(long = "kafka-option", value_parser = parse_key_value)]
+    pub kafka_options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to write the Parquet output; default: a new directory under the system's temp dir.
+    #[arg(long, env = "SHIFTRIGHT_DEMO_OUT")]
+    pub out: Option<PathBuf>,
+    /// Users per run.
+    #[arg(long, default_value_t = 40_000)]
+    pub users: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Brokers in the cluster.
+    #[arg(long, default_value_t = 1)]
+    pub brokers: i32,
+    /// Partitions of each event topic created at start.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}

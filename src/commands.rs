@@ -1,0 +1,160 @@
+//! One function per subcommand: turn arguments into library configuration, call the library,
+//! print the result. No logic of its own beyond that.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use shiftright_analyze::{ExperimentsFile, QueryFormat, ReportFormat};
+use shiftright_ingest::{IngestConfig, IngestStats};
+use shiftright_traffic::{EmbeddedBroker, JsonLinesSink, KafkaSink, Scenario, TopicNames};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{AnalyzeArgs, BrokerArgs, GenerateArgs, IngestArgs, Preset, QueryArgs, QueryFormatArg, ReportFormatArg, TopicArgs};
+
+impl TopicArgs {
+    pub fn names(&self) -> TopicNames {
+        TopicNames {
+            requests: self.requests_topic.clone(),
+            business: self.business_topic.clone(),
+            exposures: self.exposures_topic.clone(),
+        }
+    }
+}
+
+pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Result<u8> {
+    let mut config = IngestConfig::new(args.brokers, args.out);
+    config.group_id = args.group_id;
+    config.requests_topic = args.topics.requests_topic;
+    config.business_topic = args.topics.business_topic;
+    config.exposures_topic = args.topics.exposures_topic;
+    config.flush_rows = args.flush_rows;
+    config.flush_bytes = args.flush_bytes;
+    config.flush_interval = args.flush_interval;
+    config.max_buffer_bytes = args.max_buffer_bytes;
+    config.max_message_bytes = args.max_message_bytes;
+    config.max_event_age = args.max_event_age;
+    config.max_event_future = args.max_event_future;
+    config.synthetic_prefixes = args.synthetic_prefixes;
+    config.idle_exit = args.idle_exit;
+    config.kafka_options = args.kafka_options;
+    let stats = Arc::new(IngestStats::default());
+    let summary = shiftright_ingest::run(config, shutdown, stats).await?;
+    eprintln!(
+        "ingested {} messages: {} requests, {} business, {} exposures, {} dead letters in {} files",
+        summary.messages, summary.request_rows, summary.business_rows, summary.exposure_rows, summary.dead_letters, summary.files
+    );
+    Ok(0)
+}
+
+pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
+    let experiments = match &args.experiments {
+        Some(path) => ExperimentsFile::load(path)?,
+        None => ExperimentsFile::default(),
+    };
+    let reports = shiftright_analyze::analyze(&args.data, &experiments, &args.only).await?;
+    if reports.is_empty() {
+        bail!("no experiments found under {}: the exposures and requests tables are empty", args.data.display());
+    }
+    let format = match args.format {
+        ReportFormatArg::Table => ReportFormat::Table,
+        ReportFormatArg::Json => ReportFormat::Json,
+        ReportFormatArg::Markdown => ReportFormat::Markdown,
+    };
+    print!("{}", shiftright_analyze::render(&reports, format)?);
+    Ok(shiftright_analyze::exit_code(&reports) as u8)
+}
+
+pub async fn query(args: QueryArgs) -> anyhow::Result<u8> {
+    if args.list {
+        for q in shiftright_analyze::queries::QUERIES {
+            println!("{:<24} {}", q.name, q.summary());
+        }
+        return Ok(0);
+    }
+    let data = args.data.context("--data is required")?;
+    let sql = match (&args.sql, &args.name) {
+        (Some(sql), _) => sql.clone(),
+        (None, Some(name)) => shiftright_analyze::queries::named(name)
+            .ok_or_else(|| shiftright_analyze::Error::UnknownQuery(name.clone()))?
+            .sql
+            .to_string(),
+        (None, None) => bail!("give SQL or --name NAME"),
+    };
+    let batches = shiftright_analyze::query(&data, &sql).await?;
+    let format = match args.format {
+        QueryFormatArg::Table => QueryFormat::Table,
+        QueryFormatArg::Csv => QueryFormat::Csv,
+        QueryFormatArg::Json => QueryFormat::Json,
+    };
+    print!("{}", shiftright_analyze::render_batches(&batches, format)?);
+    Ok(0)
+}
+
+/// The scenario the arguments describe.
+pub fn scenario_of(args: &GenerateArgs) -> anyhow::Result<Scenario> {
+    let scenario = match &args.scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing the scenario {}", path.display()))?
+        }
+        None => {
+            let mut s = Scenario::demo(args.users, args.seed);
+            s.malformed_share = args.malformed_share;
+            match args.preset {
+                Preset::Demo => {}
+                Preset::BadCanary => s.experiments.truncate(1),
+                Preset::HealthyCanary => {
+                    s.experiments.remove(0);
+                }
+            }
+            s
+        }
+    };
+    scenario.validate().map_err(|e| anyhow::anyhow!("invalid scenario: {e}"))?;
+    Ok(scenario)
+}
+
+pub async fn generate(args: GenerateArgs) -> anyhow::Result<u8> {
+    let scenario = scenario_of(&args)?;
+    let topics = args.topics.names();
+    let now = chrono::Utc::now().timestamp_millis();
+    let summary = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        if let Some(dir) = &args.out_dir {
+            let mut sink = JsonLinesSink::new(dir, topics)?;
+            let summary = shiftright_traffic::generate(&scenario, now, &mut |m| sink.send(&m))?;
+            sink.finish()?;
+            Ok(summary)
+        } else {
+            let brokers = args.brokers.as_deref().context("--brokers or --out-dir is required")?;
+            let sink = KafkaSink::new(brokers, topics, &args.kafka_options)?;
+            let summary = shiftright_traffic::generate(&scenario, now, &mut |m| sink.send(&m))?;
+            sink.finish(Duration::from_secs(120))?;
+            Ok(summary)
+        }
+    })
+    .await??;
+    eprintln!(
+        "generated {} messages: {} requests, {} business, {} exposures, {} malformed, {} duplicates",
+        summary.messages, summary.requests, summary.business, summary.exposures, summary.malformed, summary.duplicates
+    );
+    Ok(0)
+}
+
+pub async fn broker(args: BrokerArgs, shutdown: CancellationToken) -> anyhow::Result<u8> {
+    let broker = EmbeddedBroker::start(args.brokers)?;
+    for topic in args.topics.names().all() {
+        broker.create_topic(topic, args.partitions)?;
+    }
+    // The one line scripts read: the bootstrap servers.
+    println!("{}", broker.bootstrap_servers());
+    eprintln!(
+        "embedded broker at {} with topics {:?} ({} partitions each); stop with Ctrl-C",
+        broker.bootstrap_servers(),
+        args.topics.names().all(),
+        args.partitions
+    );
+    shutdown.cancelled().await;
+    drop(broker);
+    Ok(0)
+}
