@@ -96,7 +96,12 @@ pub struct IngestArgs {
     #[arg(long, env = "SHIFTRIGHT_MAX_EVENT_FUTURE", default_value = "1h", value_parser = humantime::parse_duration)]
     pub max_event_future: Duration,
     /// User-id prefixes that mark synthetic users (comma-separated).
-    #[arg(long, env = "SHIFTRIGHT_SYNTHETIC_PREFIXES", value_delimiter = ',', default_value = "synthetic-,test-")]
+    #[arg(
+        long,
+        env = "SHIFTRIGHT_SYNTHETIC_PREFIXES",
+        value_delimiter = ',',
+        default_value = "synthetic-,test-"
+    )]
     pub synthetic_prefixes: Vec<String>,
     /// Stop (after flushing) once no message has arrived for this long; default: run until SIGINT/SIGTERM.
     #[arg(long, env = "SHIFTRIGHT_IDLE_EXIT", value_parser = humantime::parse_duration)]
@@ -183,7 +188,12 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0.0005)]
     pub malformed_share: f64,
     /// Produce to these Kafka bootstrap servers.
-    #[arg(long, env = "SHIFTRIGHT_BROKERS", conflicts_with = "out_dir", required_unless_present = "out_dir")]
+    #[arg(
+        long,
+        env = "SHIFTRIGHT_BROKERS",
+        conflicts_with = "out_dir",
+        required_unless_present = "out_dir"
+    )]
     pub brokers: Option<String>,
     /// Write JSON lines to DIR/<topic>.jsonl instead.
     #[arg(long)]

@@ -10,7 +10,10 @@ use shiftright_ingest::{IngestConfig, IngestStats};
 use shiftright_traffic::{EmbeddedBroker, JsonLinesSink, KafkaSink, Scenario, TopicNames};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{AnalyzeArgs, BrokerArgs, GenerateArgs, IngestArgs, Preset, QueryArgs, QueryFormatArg, ReportFormatArg, TopicArgs};
+use crate::cli::{
+    AnalyzeArgs, BrokerArgs, GenerateArgs, IngestArgs, Preset, QueryArgs, QueryFormatArg,
+    ReportFormatArg, TopicArgs,
+};
 
 impl TopicArgs {
     pub fn names(&self) -> TopicNames {
@@ -42,7 +45,12 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     let summary = shiftright_ingest::run(config, shutdown, stats).await?;
     eprintln!(
         "ingested {} messages: {} requests, {} business, {} exposures, {} dead letters in {} files",
-        summary.messages, summary.request_rows, summary.business_rows, summary.exposure_rows, summary.dead_letters, summary.files
+        summary.messages,
+        summary.request_rows,
+        summary.business_rows,
+        summary.exposure_rows,
+        summary.dead_letters,
+        summary.files
     );
     Ok(0)
 }
@@ -54,7 +62,10 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
     };
     let reports = shiftright_analyze::analyze(&args.data, &experiments, &args.only).await?;
     if reports.is_empty() {
-        bail!("no experiments found under {}: the exposures and requests tables are empty", args.data.display());
+        bail!(
+            "no experiments found under {}: the exposures and requests tables are empty",
+            args.data.display()
+        );
     }
     let format = match args.format {
         ReportFormatArg::Table => ReportFormat::Table,
@@ -95,8 +106,10 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<u8> {
 pub fn scenario_of(args: &GenerateArgs) -> anyhow::Result<Scenario> {
     let scenario = match &args.scenario {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing the scenario {}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("parsing the scenario {}", path.display()))?
         }
         None => {
             let mut s = Scenario::demo(args.users, args.seed);
@@ -111,7 +124,9 @@ pub fn scenario_of(args: &GenerateArgs) -> anyhow::Result<Scenario> {
             s
         }
     };
-    scenario.validate().map_err(|e| anyhow::anyhow!("invalid scenario: {e}"))?;
+    scenario
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid scenario: {e}"))?;
     Ok(scenario)
 }
 
@@ -126,7 +141,10 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<u8> {
             sink.finish()?;
             Ok(summary)
         } else {
-            let brokers = args.brokers.as_deref().context("--brokers or --out-dir is required")?;
+            let brokers = args
+                .brokers
+                .as_deref()
+                .context("--brokers or --out-dir is required")?;
             let sink = KafkaSink::new(brokers, topics, &args.kafka_options)?;
             let summary = shiftright_traffic::generate(&scenario, now, &mut |m| sink.send(&m))?;
             sink.finish(Duration::from_secs(120))?;

@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use shiftright_analyze::{ExperimentsFile, ReportFormat, Verdict};
 use shiftright_ingest::{IngestConfig, IngestStats};
-use shiftright_traffic::{generate, EmbeddedBroker, KafkaSink, Scenario, TopicNames};
+use shiftright_traffic::{produce_paced, EmbeddedBroker, Scenario, TopicNames};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::DemoArgs;
 
 const PARTITIONS: i32 = 3;
+
+/// How far (in messages) the producer may run ahead of the ingest.
+const PACING_WINDOW: u64 = 20_000;
 
 /// The experiments file the demo writes next to its data: the canaries' expected 95/5 split (which
 /// turns the SRM check on) and a traffic cap a careful SRE would set on a 5% canary.
@@ -41,7 +44,8 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let out = args.out.unwrap_or_else(default_out);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let experiments_path = out.join("experiments.toml");
-    std::fs::write(&experiments_path, EXPERIMENTS_TOML).with_context(|| format!("writing {}", experiments_path.display()))?;
+    std::fs::write(&experiments_path, EXPERIMENTS_TOML)
+        .with_context(|| format!("writing {}", experiments_path.display()))?;
 
     eprintln!("1/4 starting an embedded Kafka broker (librdkafka's mock cluster)…");
     let broker = EmbeddedBroker::start(1)?;
@@ -52,34 +56,51 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let brokers = broker.bootstrap_servers().to_string();
 
     let scenario = Scenario::demo(args.users, args.seed);
-    eprintln!(
-        "2/4 producing {} users' traffic to {brokers}: checkout-canary (v2 at 5%, 3× errors, 2× p99) and search-canary (v2 at 5%, healthy)…",
-        scenario.users
-    );
-    let now = chrono::Utc::now().timestamp_millis();
-    let producer_topics = topics.clone();
-    let producer_brokers = brokers.clone();
-    let produced = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let sink = KafkaSink::new(&producer_brokers, producer_topics, &[])?;
-        let summary = generate(&scenario, now, &mut |m| sink.send(&m))?;
-        sink.finish(Duration::from_secs(120))?;
-        Ok(summary)
-    })
-    .await??;
-
-    eprintln!("3/4 ingesting {} messages into Parquet under {}…", produced.messages, out.display());
+    // The ingest runs while the traffic is produced, as it would in production (and because the
+    // mock cluster keeps only about 5 MB per partition).
     let mut config = IngestConfig::new(&brokers, &out);
     config.group_id = "shiftright-demo".into();
     config.flush_interval = Duration::from_secs(2);
     let stats = Arc::new(IngestStats::default());
     let stop_ingest = shutdown.child_token();
-    let ingest = tokio::spawn(shiftright_ingest::run(config, stop_ingest.clone(), stats.clone()));
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let ingest = tokio::spawn(shiftright_ingest::run(
+        config,
+        stop_ingest.clone(),
+        stats.clone(),
+    ));
+
+    eprintln!(
+        "2/4 producing {} users' traffic to {brokers} and ingesting it into Parquet under {}:\n    checkout-canary (v2 at 5%, 3× errors, 2× p99) and search-canary (v2 at 5%, healthy)…",
+        scenario.users,
+        out.display()
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    let producer_brokers = brokers.clone();
+    let producer_stats = stats.clone();
+    let produced = tokio::task::spawn_blocking(move || {
+        let consumed = || producer_stats.snapshot().messages;
+        produce_paced(
+            &producer_brokers,
+            topics,
+            &[],
+            &scenario,
+            now,
+            &consumed,
+            PACING_WINDOW,
+        )
+    })
+    .await??;
+
+    eprintln!(
+        "3/4 produced {} messages; waiting for the ingest to make them durable…",
+        produced.messages
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
     while stats.snapshot().messages < produced.messages {
         if ingest.is_finished() || shutdown.is_cancelled() || Instant::now() > deadline {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop_ingest.cancel();
     let summary = ingest.await.context("the ingest task failed")??;
@@ -103,17 +124,40 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     eprintln!("4/4 analysing…\n");
     let experiments = ExperimentsFile::load(&experiments_path)?;
     let reports = shiftright_analyze::analyze(&out, &experiments, &[]).await?;
-    print!("{}", shiftright_analyze::render(&reports, ReportFormat::Table)?);
+    print!(
+        "{}",
+        shiftright_analyze::render(&reports, ReportFormat::Table)?
+    );
 
-    let verdict_of = |name: &str| reports.iter().find(|r| r.experiment == name).map(|r| r.verdict);
+    let verdict_of = |name: &str| {
+        reports
+            .iter()
+            .find(|r| r.experiment == name)
+            .map(|r| r.verdict)
+    };
     let bad = verdict_of("checkout-canary");
     let healthy = verdict_of("search-canary");
-    println!("The regressed canary: {}. The healthy canary: {}.", fmt(bad), fmt(healthy));
-    println!("Demo finished in {:.0} s. Its files are in {}", started.elapsed().as_secs_f64(), out.display());
+    println!(
+        "The regressed canary: {}. The healthy canary: {}.",
+        fmt(bad),
+        fmt(healthy)
+    );
+    println!(
+        "Demo finished in {:.0} s. Its files are in {}",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
     println!("Look further:");
-    println!("  shiftright analyze --data {} --experiments {} --format markdown", out.display(), experiments_path.display());
+    println!(
+        "  shiftright analyze --data {} --experiments {} --format markdown",
+        out.display(),
+        experiments_path.display()
+    );
     println!("  shiftright query --data {} \"SELECT variant, COUNT(*) AS requests FROM requests GROUP BY variant\"", out.display());
-    println!("  shiftright query --data {} --name dead_letters_by_reason", out.display());
+    println!(
+        "  shiftright query --data {} --name dead_letters_by_reason",
+        out.display()
+    );
     if bad != Some(Verdict::Rollback) || healthy == Some(Verdict::Rollback) {
         bail!("the demo's verdicts are not the expected ones (ROLLBACK for checkout-canary, no rollback for search-canary)");
     }

@@ -8,14 +8,17 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{count_rows, ingest_until, produce, required, test_config};
+use common::{count_rows, produce_and_ingest, required, test_config};
 use shiftright_analyze::{ExperimentsFile, Verdict};
 use shiftright_traffic::{EmbeddedBroker, ExperimentSpec, Scenario, TopicNames, VariantSpec};
 
 fn scenario() -> Scenario {
     let healthy_ab = ExperimentSpec {
         name: "search-ab".into(),
-        variants: vec![VariantSpec::typical("control", 0.5), VariantSpec::typical("treatment", 0.5)],
+        variants: vec![
+            VariantSpec::typical("control", 0.5),
+            VariantSpec::typical("treatment", 0.5),
+        ],
         endpoints: vec!["GET /search".into()],
         requests_per_user: 4.0,
         shadow_share: 0.05,
@@ -40,7 +43,9 @@ weights = { control = 0.5, treatment = 0.5 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_canaries_flow_from_kafka_to_verdicts() {
-    tokio::time::timeout(Duration::from_secs(300), run()).await.expect("the pipeline test took over 5 minutes");
+    tokio::time::timeout(Duration::from_secs(300), run())
+        .await
+        .expect("the pipeline test took over 5 minutes");
 }
 
 async fn run() {
@@ -48,12 +53,14 @@ async fn run() {
     for topic in TopicNames::default().all() {
         broker.create_topic(topic, 3).unwrap();
     }
-    let produced = produce(broker.bootstrap_servers(), scenario(), vec![]).await;
-    assert!(produced.malformed > 0, "the scenario mixes in malformed messages");
-
     let out = tempfile::tempdir().unwrap();
-    let summary =
-        ingest_until(test_config(broker.bootstrap_servers(), out.path(), "e2e"), produced.messages, Duration::from_secs(180)).await;
+    let config = test_config(broker.bootstrap_servers(), out.path(), "e2e");
+    let (produced, summary) =
+        produce_and_ingest(config, scenario(), vec![], Duration::from_secs(180)).await;
+    assert!(
+        produced.malformed > 0,
+        "the scenario mixes in malformed messages"
+    );
     assert_eq!(summary.request_rows, produced.requests);
     assert_eq!(summary.business_rows, produced.business);
     assert_eq!(summary.exposure_rows, produced.exposures);
@@ -61,20 +68,46 @@ async fn run() {
 
     // The output, read back through SQL, has every message once.
     assert_eq!(count_rows(out.path(), "requests").await, produced.requests);
-    assert_eq!(count_rows(out.path(), "exposures").await, produced.exposures);
+    assert_eq!(
+        count_rows(out.path(), "exposures").await,
+        produced.exposures
+    );
     assert_eq!(count_rows(out.path(), "business").await, produced.business);
-    assert_eq!(count_rows(out.path(), "dead_letters").await, produced.malformed);
+    assert_eq!(
+        count_rows(out.path(), "dead_letters").await,
+        produced.malformed
+    );
 
     let experiments = ExperimentsFile::parse(EXPERIMENTS).unwrap();
-    let reports = shiftright_analyze::analyze(out.path(), &experiments, &[]).await.unwrap();
+    let reports = shiftright_analyze::analyze(out.path(), &experiments, &[])
+        .await
+        .unwrap();
     let by_name: BTreeMap<&str, _> = reports.iter().map(|r| (r.experiment.as_str(), r)).collect();
 
     let canary = by_name["checkout-canary"];
-    assert_eq!(canary.verdict, Verdict::Rollback, "reasons: {:?}", canary.reasons);
-    assert!(canary.reasons.iter().any(|r| r.contains("error_rate")), "{:?}", canary.reasons);
-    assert!(canary.reasons.iter().any(|r| r.contains("latency_p99")), "{:?}", canary.reasons);
+    assert_eq!(
+        canary.verdict,
+        Verdict::Rollback,
+        "reasons: {:?}",
+        canary.reasons
+    );
+    assert!(
+        canary.reasons.iter().any(|r| r.contains("error_rate")),
+        "{:?}",
+        canary.reasons
+    );
+    assert!(
+        canary.reasons.iter().any(|r| r.contains("latency_p99")),
+        "{:?}",
+        canary.reasons
+    );
     let ab = by_name["search-ab"];
-    assert_ne!(ab.verdict, Verdict::Rollback, "a healthy 50/50 test must not roll back: {:?}", ab.reasons);
+    assert_ne!(
+        ab.verdict,
+        Verdict::Rollback,
+        "a healthy 50/50 test must not roll back: {:?}",
+        ab.reasons
+    );
     assert_ne!(ab.verdict, Verdict::Invalid, "{:?}", ab.reasons);
 
     // Every metric value equals the generator's ground truth.
@@ -86,10 +119,29 @@ async fn run() {
             assert_eq!(v.requests, truth.requests, "{at}: requests");
             assert_eq!(v.errors, truth.errors, "{at}: errors");
             assert_eq!(v.conversions, truth.converted_users, "{at}: conversions");
-            assert!((v.revenue - truth.revenue).abs() < 1e-6 * truth.revenue.max(1.0), "{at}: revenue {} vs {}", v.revenue, truth.revenue);
-            assert_eq!(report.data_quality.synthetic_users.get(&v.name).copied().unwrap_or(0), truth.synthetic_users, "{at}: synthetic");
+            assert!(
+                (v.revenue - truth.revenue).abs() < 1e-6 * truth.revenue.max(1.0),
+                "{at}: revenue {} vs {}",
+                v.revenue,
+                truth.revenue
+            );
+            assert_eq!(
+                report
+                    .data_quality
+                    .synthetic_users
+                    .get(&v.name)
+                    .copied()
+                    .unwrap_or(0),
+                truth.synthetic_users,
+                "{at}: synthetic"
+            );
         }
-        assert!(report.srm.checked && report.srm.p_value.unwrap() > 0.001, "{}: SRM {:?}", report.experiment, report.srm);
+        assert!(
+            report.srm.checked && report.srm.p_value.unwrap() > 0.001,
+            "{}: SRM {:?}",
+            report.experiment,
+            report.srm
+        );
     }
     let v2 = canary.variants.iter().find(|v| v.name == "v2").unwrap();
     let v1 = canary.variants.iter().find(|v| v.name == "v1").unwrap();
@@ -101,17 +153,33 @@ async fn run() {
 
 /// DuckDB and pyarrow read our Parquet with the same row counts.
 async fn outside_readers_agree(out: &std::path::Path) {
-    let probe = Command::new("python3").args(["-c", "import duckdb, pyarrow"]).output();
+    let probe = Command::new("python3")
+        .args(["-c", "import duckdb, pyarrow"])
+        .output();
     let available = probe.as_ref().is_ok_and(|o| o.status.success());
     if !available {
-        assert!(!required("SHIFTRIGHT_REQUIRE_INTEROP"), "python3 with duckdb and pyarrow is required here");
-        eprintln!("skipping the DuckDB/pyarrow check: python3 with duckdb and pyarrow is not installed");
+        assert!(
+            !required("SHIFTRIGHT_REQUIRE_INTEROP"),
+            "python3 with duckdb and pyarrow is required here"
+        );
+        eprintln!(
+            "skipping the DuckDB/pyarrow check: python3 with duckdb and pyarrow is not installed"
+        );
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_counts.py");
-    let output = Command::new("python3").arg(script).arg(out).output().expect("run the interop script");
-    assert!(output.status.success(), "interop script failed: {}", String::from_utf8_lossy(&output.stderr));
-    let counts: BTreeMap<String, BTreeMap<String, u64>> = serde_json::from_slice(&output.stdout).expect("script prints JSON");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(out)
+        .output()
+        .expect("run the interop script");
+    assert!(
+        output.status.success(),
+        "interop script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let counts: BTreeMap<String, BTreeMap<String, u64>> =
+        serde_json::from_slice(&output.stdout).expect("script prints JSON");
     for table in ["requests", "business", "exposures", "dead_letters"] {
         let ours = count_rows(out, table).await;
         assert_eq!(counts["duckdb"][table], ours, "DuckDB count of {table}");

@@ -113,7 +113,15 @@ impl Overrides {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { s.$field = v; } )* };
         }
-        set!(confidence, min_users, error_rate_ratio, p99_ratio, harm_budget, correction, max_multiple_exposure);
+        set!(
+            confidence,
+            min_users,
+            error_rate_ratio,
+            p99_ratio,
+            harm_budget,
+            correction,
+            max_multiple_exposure
+        );
         if let Some(v) = self.traffic_cap {
             s.traffic_cap = Some(v);
         }
@@ -139,9 +147,14 @@ pub struct ExperimentsFile {
 impl ExperimentsFile {
     /// Reads and validates a file; errors name the file and the key.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::ConfigRead { path: path.to_path_buf(), source })?;
-        Self::parse(&text).map_err(|message| Error::Config { path: path.to_path_buf(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        })
     }
 
     /// Parses and validates TOML text.
@@ -157,47 +170,87 @@ impl ExperimentsFile {
             validate(&format!("experiments.{name}"), &settings)?;
             experiments.insert(name, settings);
         }
-        Ok(ExperimentsFile { defaults, experiments })
+        Ok(ExperimentsFile {
+            defaults,
+            experiments,
+        })
     }
 
     /// The settings of an experiment (the defaults when it has no table of its own).
     pub fn settings(&self, experiment: &str) -> ExperimentSettings {
-        self.experiments.get(experiment).cloned().unwrap_or_else(|| self.defaults.clone())
+        self.experiments
+            .get(experiment)
+            .cloned()
+            .unwrap_or_else(|| self.defaults.clone())
     }
 }
 
 fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
-    let fail = |key: &str, allowed: &str, got: String| Err(format!("[{at}] {key} = {got}: allowed {allowed}"));
+    let fail = |key: &str, allowed: &str, got: String| {
+        Err(format!("[{at}] {key} = {got}: allowed {allowed}"))
+    };
     if !(s.confidence > 0.5 && s.confidence < 1.0) {
-        return fail("confidence", "a number between 0.5 and 1 (e.g. 0.95)", s.confidence.to_string());
+        return fail(
+            "confidence",
+            "a number between 0.5 and 1 (e.g. 0.95)",
+            s.confidence.to_string(),
+        );
     }
     if !(s.error_rate_ratio >= 1.0 && s.error_rate_ratio.is_finite()) {
-        return fail("error_rate_ratio", "a ratio ≥ 1 (e.g. 2.0)", s.error_rate_ratio.to_string());
+        return fail(
+            "error_rate_ratio",
+            "a ratio ≥ 1 (e.g. 2.0)",
+            s.error_rate_ratio.to_string(),
+        );
     }
     if !(s.p99_ratio >= 1.0 && s.p99_ratio.is_finite()) {
-        return fail("p99_ratio", "a ratio ≥ 1 (e.g. 1.5)", s.p99_ratio.to_string());
+        return fail(
+            "p99_ratio",
+            "a ratio ≥ 1 (e.g. 1.5)",
+            s.p99_ratio.to_string(),
+        );
     }
     if !(s.harm_budget >= 0.0 && s.harm_budget.is_finite()) {
-        return fail("harm_budget", "a number of errors ≥ 0", s.harm_budget.to_string());
+        return fail(
+            "harm_budget",
+            "a number of errors ≥ 0",
+            s.harm_budget.to_string(),
+        );
     }
     if let Some(cap) = s.traffic_cap {
         if !(cap > 0.0 && cap < 1.0) {
-            return fail("traffic_cap", "a share between 0 and 1 (e.g. 0.05)", cap.to_string());
+            return fail(
+                "traffic_cap",
+                "a share between 0 and 1 (e.g. 0.05)",
+                cap.to_string(),
+            );
         }
     }
     if !(0.0..=1.0).contains(&s.max_multiple_exposure) {
-        return fail("max_multiple_exposure", "a share between 0 and 1", s.max_multiple_exposure.to_string());
+        return fail(
+            "max_multiple_exposure",
+            "a share between 0 and 1",
+            s.max_multiple_exposure.to_string(),
+        );
     }
     if let Some(weights) = &s.weights {
         if weights.len() < 2 {
             return fail("weights", "at least two variants", format!("{weights:?}"));
         }
         if let Some((name, w)) = weights.iter().find(|(_, w)| !(**w > 0.0 && w.is_finite())) {
-            return fail(&format!("weights.{name}"), "a positive weight", w.to_string());
+            return fail(
+                &format!("weights.{name}"),
+                "a positive weight",
+                w.to_string(),
+            );
         }
         if let Some(baseline) = &s.baseline {
             if !weights.contains_key(baseline) {
-                return fail("baseline", "one of the variants named in weights", format!("{baseline:?}"));
+                return fail(
+                    "baseline",
+                    "one of the variants named in weights",
+                    format!("{baseline:?}"),
+                );
             }
         }
     }
@@ -212,7 +265,15 @@ mod tests {
     fn defaults_follow_the_practice() {
         let f = ExperimentsFile::parse("").unwrap();
         let s = f.settings("anything");
-        assert_eq!((s.error_rate_ratio, s.p99_ratio, s.harm_budget, s.traffic_cap), (2.0, 1.5, 100.0, None));
+        assert_eq!(
+            (
+                s.error_rate_ratio,
+                s.p99_ratio,
+                s.harm_budget,
+                s.traffic_cap
+            ),
+            (2.0, 1.5, 100.0, None)
+        );
         assert_eq!(s.correction, Correction::Holm);
     }
 
@@ -232,7 +293,12 @@ mod tests {
     #[test]
     fn errors_name_the_key_and_what_is_allowed() {
         let e = ExperimentsFile::parse("[experiments.c]\ntraffic_cap = 5\n").unwrap_err();
-        assert!(e.contains("experiments.c") && e.contains("traffic_cap") && e.contains("between 0 and 1"), "{e}");
+        assert!(
+            e.contains("experiments.c")
+                && e.contains("traffic_cap")
+                && e.contains("between 0 and 1"),
+            "{e}"
+        );
         let e = ExperimentsFile::parse("[defaults]\nthreshold = 2\n").unwrap_err();
         assert!(e.contains("threshold"), "{e}");
     }

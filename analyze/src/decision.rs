@@ -21,7 +21,10 @@ fn pick_baseline(settings: &ExperimentSettings, variants: &[&String]) -> Option<
     if let Some(b) = &settings.baseline {
         return Some(b.clone());
     }
-    DEFAULT_BASELINES.iter().find(|b| variants.iter().any(|v| v == b)).map(|b| b.to_string())
+    DEFAULT_BASELINES
+        .iter()
+        .find(|b| variants.iter().any(|v| v == b))
+        .map(|b| b.to_string())
 }
 
 fn fmt_pct(x: f64) -> String {
@@ -36,7 +39,11 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
     let baseline = pick_baseline(settings, &names);
     let total_users: u64 = stats_by_variant.values().map(|v| v.users).sum();
     let real_users = users.real_users();
-    let multiple_share = if real_users > 0 { users.multiple_variants as f64 / real_users as f64 } else { 0.0 };
+    let multiple_share = if real_users > 0 {
+        users.multiple_variants as f64 / real_users as f64
+    } else {
+        0.0
+    };
 
     let mut invalid: Vec<String> = Vec::new();
     let mut rollback: Vec<String> = Vec::new();
@@ -46,7 +53,10 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
     let base_stats = baseline.as_ref().and_then(|b| stats_by_variant.get(b));
     let mut order: Vec<&String> = names.clone();
     order.sort_by_key(|n| (Some(*n) != baseline.as_ref(), (*n).clone()));
-    let variants = order.iter().map(|n| stats_by_variant[*n].metrics(total_users)).collect();
+    let variants = order
+        .iter()
+        .map(|n| stats_by_variant[*n].metrics(total_users))
+        .collect();
 
     let srm = srm_check(settings, &stats_by_variant, &mut invalid);
     if multiple_share > settings.max_multiple_exposure {
@@ -98,18 +108,32 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
     let guardrail_idx: Vec<usize> = comparisons
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.guardrail.as_ref().is_some_and(|g| g.margin_p_value.is_some()))
+        .filter(|(_, c)| {
+            c.guardrail
+                .as_ref()
+                .is_some_and(|g| g.margin_p_value.is_some())
+        })
         .map(|(i, _)| i)
         .collect();
     let raw: Vec<f64> = guardrail_idx
         .iter()
-        .map(|&i| comparisons[i].guardrail.as_ref().and_then(|g| g.margin_p_value).unwrap_or(1.0))
+        .map(|&i| {
+            comparisons[i]
+                .guardrail
+                .as_ref()
+                .and_then(|g| g.margin_p_value)
+                .unwrap_or(1.0)
+        })
         .collect();
     let adjusted = match settings.correction {
         Correction::Holm => stats::holm(&raw),
         Correction::Bh => stats::benjamini_hochberg(&raw),
     };
-    let min_users_ok = |name: &str| stats_by_variant.get(name).is_some_and(|v| v.users >= settings.min_users);
+    let min_users_ok = |name: &str| {
+        stats_by_variant
+            .get(name)
+            .is_some_and(|v| v.users >= settings.min_users)
+    };
     for (&i, &p_adj) in guardrail_idx.iter().zip(&adjusted) {
         let c = &mut comparisons[i];
         let enough = min_users_ok(&c.variant) && min_users_ok(&c.baseline);
@@ -134,7 +158,12 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
 
     for (name, v) in &stats_by_variant {
         if v.users < settings.min_users {
-            pending.push(format!("{name} needs {} more users (has {} of {})", settings.min_users - v.users, v.users, settings.min_users));
+            pending.push(format!(
+                "{name} needs {} more users (has {} of {})",
+                settings.min_users - v.users,
+                v.users,
+                settings.min_users
+            ));
         }
     }
     for c in &comparisons {
@@ -145,7 +174,10 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
                         "{}: {} not yet shown below {:.1}× the baseline's (upper bound {:.2}×)",
                         c.variant, c.metric, g.threshold, u
                     ),
-                    None => format!("{}: {} cannot be bounded yet (too few requests or errors)", c.variant, c.metric),
+                    None => format!(
+                        "{}: {} cannot be bounded yet (too few requests or errors)",
+                        c.variant, c.metric
+                    ),
                 });
             }
         }
@@ -169,7 +201,13 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
         )];
         for c in comparisons.iter().filter(|c| c.guardrail.is_some()) {
             if let Some(g) = &c.guardrail {
-                r.push(format!("{}: {} upper bound {:.2}× < {:.1}×", c.variant, c.metric, g.ratio_upper.unwrap_or(f64::NAN), g.threshold));
+                r.push(format!(
+                    "{}: {} upper bound {:.2}× < {:.1}×",
+                    c.variant,
+                    c.metric,
+                    g.ratio_upper.unwrap_or(f64::NAN),
+                    g.threshold
+                ));
             }
         }
         (Verdict::Promote, r)
@@ -213,7 +251,10 @@ fn srm_check(
     stats_by_variant: &BTreeMap<String, crate::metrics::VariantStats>,
     invalid: &mut Vec<String>,
 ) -> Srm {
-    let counts: BTreeMap<String, u64> = stats_by_variant.iter().map(|(n, v)| (n.clone(), v.users)).collect();
+    let counts: BTreeMap<String, u64> = stats_by_variant
+        .iter()
+        .map(|(n, v)| (n.clone(), v.users))
+        .collect();
     let Some(weights) = &settings.weights else {
         return Srm {
             checked: false,
@@ -224,7 +265,10 @@ fn srm_check(
             note: Some("no expected allocation: set `weights` for this experiment in the experiments file to check SRM".into()),
         };
     };
-    let unexpected: Vec<&String> = counts.keys().filter(|k| !weights.contains_key(*k)).collect();
+    let unexpected: Vec<&String> = counts
+        .keys()
+        .filter(|k| !weights.contains_key(*k))
+        .collect();
     if !unexpected.is_empty() {
         invalid.push(format!(
             "variants {unexpected:?} have users but no expected weight: traffic reaches a variant it should not"
@@ -232,7 +276,10 @@ fn srm_check(
     }
     let total_w: f64 = weights.values().sum();
     let names: Vec<&String> = weights.keys().collect();
-    let observed: Vec<u64> = names.iter().map(|n| counts.get(*n).copied().unwrap_or(0)).collect();
+    let observed: Vec<u64> = names
+        .iter()
+        .map(|n| counts.get(*n).copied().unwrap_or(0))
+        .collect();
     let w: Vec<f64> = names.iter().map(|n| weights[*n]).collect();
     let result = stats::srm_test(&observed, &w);
     if let Some(r) = &result {
@@ -242,7 +289,13 @@ fn srm_check(
                 .iter()
                 .zip(&observed)
                 .zip(&w)
-                .map(|((n, o), w)| format!("{n} {} expected {}", fmt_pct(*o as f64 / total.max(1) as f64), fmt_pct(w / total_w)))
+                .map(|((n, o), w)| {
+                    format!(
+                        "{n} {} expected {}",
+                        fmt_pct(*o as f64 / total.max(1) as f64),
+                        fmt_pct(w / total_w)
+                    )
+                })
                 .collect();
             invalid.push(format!(
                 "sample ratio mismatch (χ² p = {:.1e} < {SRM_P_THRESHOLD}): {}; the assignment or the logging is broken",
@@ -256,7 +309,14 @@ fn srm_check(
         p_value: result.as_ref().map(|r| r.p_value),
         chi2: result.as_ref().map(|r| r.chi2),
         counts,
-        expected_weights: Some(weights.iter().map(|(k, v)| (k.clone(), v / total_w)).collect()),
-        note: result.is_none().then(|| "too few users to test".to_string()),
+        expected_weights: Some(
+            weights
+                .iter()
+                .map(|(k, v)| (k.clone(), v / total_w))
+                .collect(),
+        ),
+        note: result
+            .is_none()
+            .then(|| "too few users to test".to_string()),
     }
 }

@@ -63,7 +63,9 @@ pub enum Error {
 
 impl Error {
     /// Wraps a DataFusion error with the query's name.
-    pub fn query(name: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusionError) -> Error {
+    pub fn query(
+        name: impl Into<String>,
+    ) -> impl FnOnce(datafusion::error::DataFusionError) -> Error {
         let name = name.into();
         move |source| Error::Query { name, source }
     }

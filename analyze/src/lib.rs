@@ -27,7 +27,11 @@ pub use report::{Report, Verdict};
 
 /// Analyses the experiments found under `data_dir` (all of them, or only those in `only`), with the
 /// settings of `experiments`. Reports are sorted by experiment.
-pub async fn analyze(data_dir: &Path, experiments: &ExperimentsFile, only: &[String]) -> Result<Vec<Report>> {
+pub async fn analyze(
+    data_dir: &Path,
+    experiments: &ExperimentsFile,
+    only: &[String],
+) -> Result<Vec<Report>> {
     let ctx = tables::session(data_dir).await?;
     let all = users::load(&ctx, only).await?;
     for missing in only.iter().filter(|e| !all.contains_key(*e)) {
@@ -47,7 +51,11 @@ pub async fn analyze(data_dir: &Path, experiments: &ExperimentsFile, only: &[Str
 
 /// The exit code for a set of reports: the most severe verdict's (ROLLBACK over INVALID over the rest).
 pub fn exit_code(reports: &[Report]) -> i32 {
-    reports.iter().map(|r| r.verdict).max().map_or(0, Verdict::exit_code)
+    reports
+        .iter()
+        .map(|r| r.verdict)
+        .max()
+        .map_or(0, Verdict::exit_code)
 }
 
 /// Renders reports in `format`.
@@ -80,11 +88,15 @@ pub enum QueryFormat {
 /// Renders query results.
 pub fn render_batches(batches: &[RecordBatch], format: QueryFormat) -> Result<String> {
     Ok(match format {
-        QueryFormat::Table => arrow::util::pretty::pretty_format_batches(batches)?.to_string() + "\n",
+        QueryFormat::Table => {
+            arrow::util::pretty::pretty_format_batches(batches)?.to_string() + "\n"
+        }
         QueryFormat::Csv => {
             let mut buf = Vec::new();
             {
-                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut buf);
                 for b in batches {
                     writer.write(b)?;
                 }

@@ -44,8 +44,18 @@ impl VariantStats {
             revenue.push(u.revenue);
         }
         let sample = ClusteredSample::new(latencies);
-        let quantiles = QUANTILES.iter().map(|(_, nu)| sample.quantile(*nu, alpha)).collect();
-        VariantStats { name: name.to_string(), users: users.len() as u64, errors, conversion, revenue, quantiles }
+        let quantiles = QUANTILES
+            .iter()
+            .map(|(_, nu)| sample.quantile(*nu, alpha))
+            .collect();
+        VariantStats {
+            name: name.to_string(),
+            users: users.len() as u64,
+            errors,
+            conversion,
+            revenue,
+            quantiles,
+        }
     }
 
     fn p(&self, i: usize) -> Option<&QuantileEstimate> {
@@ -76,11 +86,19 @@ impl VariantStats {
         VariantMetrics {
             name: self.name.clone(),
             users: self.users,
-            share: if total_users > 0 { self.users as f64 / total_users as f64 } else { 0.0 },
+            share: if total_users > 0 {
+                self.users as f64 / total_users as f64
+            } else {
+                0.0
+            },
             requests,
             errors,
             error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
-            latency_ms: Latency { p50: q(0), p95: q(1), p99: q(2) },
+            latency_ms: Latency {
+                p50: q(0),
+                p95: q(1),
+                p99: q(2),
+            },
             latency_ci,
             conversions: self.conversion.sum.round() as u64,
             conversion_rate: per_user(self.conversion.sum),
@@ -128,7 +146,11 @@ fn comparison(
 
 /// Every comparison of `variant` with `base`. Guardrail fields are filled in except the corrected
 /// p-values and the breach, which need all guardrails of the experiment (see `decision`).
-pub fn compare(base: &VariantStats, variant: &VariantStats, settings: &ExperimentSettings) -> Vec<Comparison> {
+pub fn compare(
+    base: &VariantStats,
+    variant: &VariantStats,
+    settings: &ExperimentSettings,
+) -> Vec<Comparison> {
     let alpha = settings.alpha();
     let mut out = Vec::new();
 
@@ -159,7 +181,10 @@ pub fn compare(base: &VariantStats, variant: &VariantStats, settings: &Experimen
     for (i, (name, _)) in QUANTILES.iter().enumerate() {
         let (b, v) = (base.p(i), variant.p(i));
         let (diff, lift) = match (b, v) {
-            (Some(b), Some(v)) => (stats::quantile_diff(b, v, alpha), stats::quantile_relative(b, v, alpha)),
+            (Some(b), Some(v)) => (
+                stats::quantile_diff(b, v, alpha),
+                stats::quantile_relative(b, v, alpha),
+            ),
             _ => (None, None),
         };
         let mut c = comparison(
@@ -224,8 +249,14 @@ pub fn blast_radius(
 ) -> BlastRadius {
     let alpha = settings.alpha();
     let excess = stats::excess_errors(&base.errors, &variant.errors, alpha);
-    let share = if total_users > 0 { variant.users as f64 / total_users as f64 } else { 0.0 };
-    let cap_p = settings.traffic_cap.map(|cap| stats::share_above_cap_p(variant.users, total_users, cap));
+    let share = if total_users > 0 {
+        variant.users as f64 / total_users as f64
+    } else {
+        0.0
+    };
+    let cap_p = settings
+        .traffic_cap
+        .map(|cap| stats::share_above_cap_p(variant.users, total_users, cap));
     BlastRadius {
         variant: variant.name.clone(),
         excess_errors: excess.estimate,
@@ -240,6 +271,12 @@ pub fn blast_radius(
 }
 
 /// Variant statistics of an experiment, keyed by name.
-pub fn variant_stats(users: &BTreeMap<String, Vec<UserRow>>, alpha: f64) -> BTreeMap<String, VariantStats> {
-    users.iter().map(|(name, rows)| (name.clone(), VariantStats::from_users(name, rows, alpha))).collect()
+pub fn variant_stats(
+    users: &BTreeMap<String, Vec<UserRow>>,
+    alpha: f64,
+) -> BTreeMap<String, VariantStats> {
+    users
+        .iter()
+        .map(|(name, rows)| (name.clone(), VariantStats::from_users(name, rows, alpha)))
+        .collect()
 }

@@ -13,19 +13,43 @@ pub struct NamedQuery {
 impl NamedQuery {
     /// The first comment line, without `-- name:`.
     pub fn summary(&self) -> &'static str {
-        let first = self.sql.lines().next().unwrap_or_default().trim_start_matches("--").trim();
+        let first = self
+            .sql
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("--")
+            .trim();
         first.split_once(':').map_or(first, |(_, rest)| rest.trim())
     }
 }
 
 /// Every query in `queries/`.
 pub const QUERIES: &[NamedQuery] = &[
-    NamedQuery { name: "user_metrics", sql: include_str!("../../queries/user_metrics.sql") },
-    NamedQuery { name: "error_rate", sql: include_str!("../../queries/error_rate.sql") },
-    NamedQuery { name: "latency", sql: include_str!("../../queries/latency.sql") },
-    NamedQuery { name: "srm_counts", sql: include_str!("../../queries/srm_counts.sql") },
-    NamedQuery { name: "duplicates", sql: include_str!("../../queries/duplicates.sql") },
-    NamedQuery { name: "dead_letters_by_reason", sql: include_str!("../../queries/dead_letters_by_reason.sql") },
+    NamedQuery {
+        name: "user_metrics",
+        sql: include_str!("../../queries/user_metrics.sql"),
+    },
+    NamedQuery {
+        name: "error_rate",
+        sql: include_str!("../../queries/error_rate.sql"),
+    },
+    NamedQuery {
+        name: "latency",
+        sql: include_str!("../../queries/latency.sql"),
+    },
+    NamedQuery {
+        name: "srm_counts",
+        sql: include_str!("../../queries/srm_counts.sql"),
+    },
+    NamedQuery {
+        name: "duplicates",
+        sql: include_str!("../../queries/duplicates.sql"),
+    },
+    NamedQuery {
+        name: "dead_letters_by_reason",
+        sql: include_str!("../../queries/dead_letters_by_reason.sql"),
+    },
 ];
 
 /// Looks a query up by name.

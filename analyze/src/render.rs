@@ -42,7 +42,19 @@ fn value_of(c: &Comparison, v: Option<f64>) -> String {
 }
 
 fn variant_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let header = vec!["variant", "users", "share", "requests", "errors", "error rate", "p50 ms", "p95 ms", "p99 ms", "conversion", "revenue/user"];
+    let header = vec![
+        "variant",
+        "users",
+        "share",
+        "requests",
+        "errors",
+        "error rate",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "conversion",
+        "revenue/user",
+    ];
     let rows = report
         .variants
         .iter()
@@ -66,12 +78,27 @@ fn variant_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
 }
 
 fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let header = vec!["metric", "variant", "baseline", "value", "diff", "diff CI", "lift", "lift CI", "p", "guardrail"];
+    let header = vec![
+        "metric",
+        "variant",
+        "baseline",
+        "value",
+        "diff",
+        "diff CI",
+        "lift",
+        "lift CI",
+        "p",
+        "guardrail",
+    ];
     let rows = report
         .comparisons
         .iter()
         .map(|c| {
-            let scale = if c.metric.ends_with("rate") { 100.0 } else { 1.0 };
+            let scale = if c.metric.ends_with("rate") {
+                100.0
+            } else {
+                1.0
+            };
             let guard = c.guardrail.as_ref().map_or_else(String::new, |g| {
                 let state = if g.breached {
                     "BREACHED"
@@ -80,17 +107,29 @@ fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 } else {
                     "pending"
                 };
-                format!("{state}: ratio {} ≤ {:.1}× (upper {})", num(g.ratio, 2), g.threshold, num(g.ratio_upper, 2))
+                format!(
+                    "{state}: ratio {} vs {:.1}× threshold (upper {})",
+                    num(g.ratio, 2),
+                    g.threshold,
+                    num(g.ratio_upper, 2)
+                )
             });
             vec![
                 c.metric.clone(),
                 c.variant.clone(),
                 value_of(c, c.baseline_value),
                 value_of(c, c.variant_value),
-                c.absolute_diff.map_or_else(|| "–".into(), |d| format!("{:+.4}", d * scale)),
+                c.absolute_diff
+                    .map_or_else(|| "–".into(), |d| format!("{:+.4}", d * scale)),
                 interval(c.ci_low, c.ci_high, scale, 4),
-                c.relative_lift.map_or_else(|| "–".into(), |l| format!("{:+.1}%", l * 100.0)),
-                interval(c.lift_ci_low.map(|x| x * 100.0), c.lift_ci_high.map(|x| x * 100.0), 1.0, 1),
+                c.relative_lift
+                    .map_or_else(|| "–".into(), |l| format!("{:+.1}%", l * 100.0)),
+                interval(
+                    c.lift_ci_low.map(|x| x * 100.0),
+                    c.lift_ci_high.map(|x| x * 100.0),
+                    1.0,
+                    1,
+                ),
                 c.p_value.map_or_else(|| "–".into(), |p| format!("{p:.3}")),
                 guard,
             ]
@@ -144,7 +183,12 @@ pub fn to_markdown(reports: &[Report]) -> String {
         for reason in &r.reasons {
             let _ = writeln!(out, "- {reason}");
         }
-        let _ = writeln!(out, "\nBaseline `{}`. {}.\n", r.baseline.as_deref().unwrap_or("none"), srm_line(r));
+        let _ = writeln!(
+            out,
+            "\nBaseline `{}`. {}.\n",
+            r.baseline.as_deref().unwrap_or("none"),
+            srm_line(r)
+        );
         for (header, rows) in [variant_rows(r), comparison_rows(r)] {
             let _ = writeln!(out, "| {} |", header.join(" | "));
             let _ = writeln!(out, "|{}|", vec!["---"; header.len()].join("|"));

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use shiftright_schemas::Table;
@@ -18,13 +20,19 @@ pub async fn session(data_dir: &Path) -> Result<SessionContext> {
     if !data_dir.is_dir() {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),
-            message: "not a directory; pass the --out directory of `shiftright ingest` as --data".into(),
+            message: "not a directory; pass the --out directory of `shiftright ingest` as --data"
+                .into(),
         });
     }
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     let mut found = 0;
-    for table in [Table::Requests, Table::Business, Table::Exposures, Table::DeadLetters] {
+    for table in [
+        Table::Requests,
+        Table::Business,
+        Table::Exposures,
+        Table::DeadLetters,
+    ] {
         let dir = data_dir.join(table.dir_name());
         let provider: Arc<dyn datafusion::datasource::TableProvider> = if has_parquet(&dir) {
             found += 1;
@@ -32,15 +40,22 @@ pub async fn session(data_dir: &Path) -> Result<SessionContext> {
                 path: dir.clone(),
                 message: format!("cannot resolve the table directory: {e}"),
             })?;
-            let url = ListingTableUrl::parse(format!("{}/", canonical.display())).map_err(Error::query(table.name()))?;
+            let url = ListingTableUrl::parse(format!("{}/", canonical.display()))
+                .map_err(Error::query(table.name()))?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet");
-            let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(table.schema());
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(table.schema());
             Arc::new(ListingTable::try_new(config).map_err(Error::query(table.name()))?)
         } else {
-            Arc::new(MemTable::try_new(table.schema(), vec![vec![]]).map_err(Error::query(table.name()))?)
+            Arc::new(
+                MemTable::try_new(table.schema(), vec![vec![]])
+                    .map_err(Error::query(table.name()))?,
+            )
         };
-        ctx.register_table(table.name(), provider).map_err(Error::query(table.name()))?;
+        ctx.register_table(table.name(), provider)
+            .map_err(Error::query(table.name()))?;
     }
     if found == 0 {
         return Err(Error::NoData {
@@ -53,7 +68,9 @@ pub async fn session(data_dir: &Path) -> Result<SessionContext> {
 
 /// Whether any `.parquet` file exists below `dir`.
 fn has_parquet(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
     entries.flatten().any(|e| {
         let path = e.path();
         if path.is_dir() {

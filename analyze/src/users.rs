@@ -50,18 +50,34 @@ impl ExperimentUsers {
 const QUERY: &str = "user_metrics";
 
 fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<Arc<dyn Array>> {
-    let col = batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::Column { name: QUERY.into(), column: name.into() })?;
-    cast(col, to).map_err(|_| Error::Column { name: QUERY.into(), column: name.into() })
+    let col = batch.column_by_name(name).ok_or_else(|| Error::Column {
+        name: QUERY.into(),
+        column: name.into(),
+    })?;
+    cast(col, to).map_err(|_| Error::Column {
+        name: QUERY.into(),
+        column: name.into(),
+    })
 }
 
 /// Loads every experiment's users (or only `only`'s, when given).
-pub async fn load(ctx: &SessionContext, only: &[String]) -> Result<BTreeMap<String, ExperimentUsers>> {
-    let mut sql = queries::named(QUERY).ok_or_else(|| Error::UnknownQuery(QUERY.into()))?.sql.to_string();
+pub async fn load(
+    ctx: &SessionContext,
+    only: &[String],
+) -> Result<BTreeMap<String, ExperimentUsers>> {
+    let mut sql = queries::named(QUERY)
+        .ok_or_else(|| Error::UnknownQuery(QUERY.into()))?
+        .sql
+        .to_string();
     if !only.is_empty() {
-        let list: Vec<String> = only.iter().map(|e| format!("'{}'", e.replace('\'', "''"))).collect();
-        sql = format!("SELECT * FROM ({sql}) AS m WHERE m.experiment IN ({})", list.join(", "));
+        let list: Vec<String> = only
+            .iter()
+            .map(|e| format!("'{}'", e.replace('\'', "''")))
+            .collect();
+        sql = format!(
+            "SELECT * FROM ({sql}) AS m WHERE m.experiment IN ({})",
+            list.join(", ")
+        );
     }
     let frame = ctx.sql(&sql).await.map_err(Error::query(QUERY))?;
     let mut stream = frame.execute_stream().await.map_err(Error::query(QUERY))?;
@@ -81,7 +97,10 @@ pub async fn load(ctx: &SessionContext, only: &[String]) -> Result<BTreeMap<Stri
         let (experiment, variant) = (experiment.as_string::<i32>(), variant.as_string::<i32>());
         let variants = variants.as_primitive::<Int64Type>();
         let synthetic = synthetic.as_boolean();
-        let (requests, errors) = (requests.as_primitive::<Int64Type>(), errors.as_primitive::<Int64Type>());
+        let (requests, errors) = (
+            requests.as_primitive::<Int64Type>(),
+            errors.as_primitive::<Int64Type>(),
+        );
         let latencies = latencies.as_list::<i32>();
         let converted = converted.as_primitive::<Int64Type>();
         let revenue = revenue.as_primitive::<Float64Type>();
@@ -100,15 +119,23 @@ pub async fn load(ctx: &SessionContext, only: &[String]) -> Result<BTreeMap<Stri
                 Vec::new()
             } else {
                 let values = latencies.value(i);
-                values.as_primitive::<Float64Type>().iter().flatten().collect()
+                values
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .flatten()
+                    .collect()
             };
-            users.variants.entry(name.to_string()).or_default().push(UserRow {
-                requests: requests.value(i).max(0) as u64,
-                errors: errors.value(i).max(0) as u64,
-                latencies: lat,
-                converted: converted.value(i) > 0,
-                revenue: revenue.value(i),
-            });
+            users
+                .variants
+                .entry(name.to_string())
+                .or_default()
+                .push(UserRow {
+                    requests: requests.value(i).max(0) as u64,
+                    errors: errors.value(i).max(0) as u64,
+                    latencies: lat,
+                    converted: converted.value(i) > 0,
+                    revenue: revenue.value(i),
+                });
         }
     }
     Ok(out)

@@ -104,10 +104,19 @@ pub struct Buffers {
 impl Buffers {
     /// Empty buffers under `policy`.
     pub fn new(policy: FlushPolicy) -> Self {
-        Buffers { policy, by_partition: HashMap::new(), total_bytes: 0 }
+        Buffers {
+            policy,
+            by_partition: HashMap::new(),
+            total_bytes: 0,
+        }
     }
 
-    fn entry(&mut self, source: &TopicPartition, table: Table, offset: i64) -> &mut PartitionBuffer {
+    fn entry(
+        &mut self,
+        source: &TopicPartition,
+        table: Table,
+        offset: i64,
+    ) -> &mut PartitionBuffer {
         self.by_partition
             .entry(source.clone())
             .or_insert_with(|| PartitionBuffer::new(source.clone(), table, offset))
@@ -116,7 +125,10 @@ impl Buffers {
     /// Buffers a good row read at `offset`.
     pub fn push_event(&mut self, source: &TopicPartition, table: Table, offset: i64, event: Event) {
         let size = event.approx_bytes();
-        let key = PartitionKey { date: event.date(), experiment: partition_value(event.experiment()) };
+        let key = PartitionKey {
+            date: event.date(),
+            experiment: partition_value(event.experiment()),
+        };
         let buffer = self.entry(source, table, offset);
         buffer.note_offset(offset);
         buffer.bytes += size;
@@ -130,7 +142,11 @@ impl Buffers {
         let buffer = self.entry(source, table, letter.offset);
         buffer.note_offset(letter.offset);
         buffer.bytes += size;
-        buffer.dead_letters.entry(letter.date()).or_default().push(letter);
+        buffer
+            .dead_letters
+            .entry(letter.date())
+            .or_default()
+            .push(letter);
         self.total_bytes += size;
     }
 
@@ -149,12 +165,19 @@ impl Buffers {
     /// Partitions whose first row is older than the flush interval.
     pub fn aged(&self) -> Vec<TopicPartition> {
         let age = self.policy.age;
-        self.by_partition.values().filter(|b| b.opened.elapsed() >= age).map(|b| b.source.clone()).collect()
+        self.by_partition
+            .values()
+            .filter(|b| b.opened.elapsed() >= age)
+            .map(|b| b.source.clone())
+            .collect()
     }
 
     /// The partition holding the most bytes.
     pub fn largest(&self) -> Option<TopicPartition> {
-        self.by_partition.values().max_by_key(|b| b.bytes).map(|b| b.source.clone())
+        self.by_partition
+            .values()
+            .max_by_key(|b| b.bytes)
+            .map(|b| b.source.clone())
     }
 
     /// Every buffered partition.

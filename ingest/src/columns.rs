@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMillisecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, StringBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
 use shiftright_schemas::Table;
@@ -36,7 +37,10 @@ pub fn events_to_batch(table: Table, events: &[Event]) -> Result<RecordBatch> {
         Arc::new(synthetic.finish()),
     ];
     arrays.extend(columns.finish());
-    RecordBatch::try_new(table.schema(), arrays).map_err(|source| Error::Arrow { table: table.name(), source })
+    RecordBatch::try_new(table.schema(), arrays).map_err(|source| Error::Arrow {
+        table: table.name(),
+        source,
+    })
 }
 
 /// The table-specific columns, after the four common ones.
@@ -85,7 +89,10 @@ impl TableColumns {
                 experiment: s(),
                 variant: s(),
             },
-            Table::Exposures | Table::DeadLetters => TableColumns::Exposures { experiment: s(), variant: s() },
+            Table::Exposures | Table::DeadLetters => TableColumns::Exposures {
+                experiment: s(),
+                variant: s(),
+            },
         }
     }
 
@@ -93,8 +100,29 @@ impl TableColumns {
     fn push(&mut self, event: &Event) -> bool {
         match (self, event) {
             (
-                TableColumns::Requests { experiment, variant, status, latency_ms, service, endpoint, region, mode, shadow_match },
-                Event::Request { experiment: e, variant: v, status: st, latency_ms: l, service: sv, endpoint: ep, region: r, mode: m, shadow_match: sm, .. },
+                TableColumns::Requests {
+                    experiment,
+                    variant,
+                    status,
+                    latency_ms,
+                    service,
+                    endpoint,
+                    region,
+                    mode,
+                    shadow_match,
+                },
+                Event::Request {
+                    experiment: e,
+                    variant: v,
+                    status: st,
+                    latency_ms: l,
+                    service: sv,
+                    endpoint: ep,
+                    region: r,
+                    mode: m,
+                    shadow_match: sm,
+                    ..
+                },
             ) => {
                 experiment.append_value(e);
                 variant.append_value(v);
@@ -108,8 +136,19 @@ impl TableColumns {
                 true
             }
             (
-                TableColumns::Business { kind, value, experiment, variant },
-                Event::Business { kind: k, value: val, experiment: e, variant: v, .. },
+                TableColumns::Business {
+                    kind,
+                    value,
+                    experiment,
+                    variant,
+                },
+                Event::Business {
+                    kind: k,
+                    value: val,
+                    experiment: e,
+                    variant: v,
+                    ..
+                },
             ) => {
                 kind.append_value(k);
                 value.append_value(*val);
@@ -117,7 +156,17 @@ impl TableColumns {
                 variant.append_option(v.as_deref());
                 true
             }
-            (TableColumns::Exposures { experiment, variant }, Event::Exposure { experiment: e, variant: v, .. }) => {
+            (
+                TableColumns::Exposures {
+                    experiment,
+                    variant,
+                },
+                Event::Exposure {
+                    experiment: e,
+                    variant: v,
+                    ..
+                },
+            ) => {
                 experiment.append_value(e);
                 variant.append_value(v);
                 true
@@ -129,7 +178,15 @@ impl TableColumns {
     fn finish(self) -> Vec<ArrayRef> {
         match self {
             TableColumns::Requests {
-                mut experiment, mut variant, mut status, mut latency_ms, mut service, mut endpoint, mut region, mut mode, mut shadow_match,
+                mut experiment,
+                mut variant,
+                mut status,
+                mut latency_ms,
+                mut service,
+                mut endpoint,
+                mut region,
+                mut mode,
+                mut shadow_match,
             } => vec![
                 Arc::new(experiment.finish()),
                 Arc::new(variant.finish()),
@@ -141,13 +198,21 @@ impl TableColumns {
                 Arc::new(mode.finish()),
                 Arc::new(shadow_match.finish()),
             ],
-            TableColumns::Business { mut kind, mut value, mut experiment, mut variant } => vec![
+            TableColumns::Business {
+                mut kind,
+                mut value,
+                mut experiment,
+                mut variant,
+            } => vec![
                 Arc::new(kind.finish()),
                 Arc::new(value.finish()),
                 Arc::new(experiment.finish()),
                 Arc::new(variant.finish()),
             ],
-            TableColumns::Exposures { mut experiment, mut variant } => {
+            TableColumns::Exposures {
+                mut experiment,
+                mut variant,
+            } => {
                 vec![Arc::new(experiment.finish()), Arc::new(variant.finish())]
             }
         }

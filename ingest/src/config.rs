@@ -82,7 +82,11 @@ impl IngestConfig {
 
     /// The topics to subscribe to.
     pub fn topics(&self) -> [&str; 3] {
-        [&self.requests_topic, &self.business_topic, &self.exposures_topic]
+        [
+            &self.requests_topic,
+            &self.business_topic,
+            &self.exposures_topic,
+        ]
     }
 
     /// Checks the settings against each other; the error names the setting.
@@ -100,7 +104,9 @@ impl IngestConfig {
                 return bad("a topic name is empty".into());
             }
             if topics[..i].contains(topic) {
-                return bad(format!("topic {topic:?} is configured for two tables; each table needs its own topic"));
+                return bad(format!(
+                    "topic {topic:?} is configured for two tables; each table needs its own topic"
+                ));
             }
         }
         if self.flush_rows == 0 {

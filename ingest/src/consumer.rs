@@ -60,14 +60,22 @@ impl IngestContext {
 fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements()
         .iter()
-        .map(|e| TopicPartition { topic: e.topic().to_string(), partition: e.partition() })
+        .map(|e| TopicPartition {
+            topic: e.topic().to_string(),
+            partition: e.partition(),
+        })
         .collect()
 }
 
 impl ClientContext for IngestContext {}
 
 impl ConsumerContext for IngestContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut assigned = Vec::new();
@@ -75,7 +83,11 @@ impl ConsumerContext for IngestContext {
                     match recover_partition(&self.out_dir, &tp.topic, tp.partition) {
                         Ok(next) => {
                             if let Some(offset) = next {
-                                if let Err(e) = tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset)) {
+                                if let Err(e) = tpl.set_partition_offset(
+                                    &tp.topic,
+                                    tp.partition,
+                                    Offset::Offset(offset),
+                                ) {
                                     tracing::error!(partition = %tp, error = %e, "cannot set the resume offset");
                                 }
                             }
@@ -87,7 +99,10 @@ impl ConsumerContext for IngestContext {
                 }
                 self.record(RebalanceEvent::Assigned(assigned));
                 if let Err(e) = consumer.assign(tpl) {
-                    self.record(RebalanceEvent::Failed(Error::Kafka { context: "assigning partitions".into(), source: e }));
+                    self.record(RebalanceEvent::Failed(Error::Kafka {
+                        context: "assigning partitions".into(),
+                        source: e,
+                    }));
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -133,12 +148,22 @@ pub fn create_consumer(config: &IngestConfig) -> Result<IngestConsumer> {
     for (key, value) in &config.kafka_options {
         client.set(key, value);
     }
-    let context = IngestContext { out_dir: config.out_dir.clone(), events: Mutex::new(Vec::new()) };
-    let consumer: IngestConsumer = client
-        .create_with_context(context)
-        .map_err(|source| Error::Kafka { context: format!("creating a consumer for {}", config.brokers), source })?;
+    let context = IngestContext {
+        out_dir: config.out_dir.clone(),
+        events: Mutex::new(Vec::new()),
+    };
+    let consumer: IngestConsumer =
+        client
+            .create_with_context(context)
+            .map_err(|source| Error::Kafka {
+                context: format!("creating a consumer for {}", config.brokers),
+                source,
+            })?;
     consumer
         .subscribe(&config.topics())
-        .map_err(|source| Error::Kafka { context: "subscribing to the event topics".into(), source })?;
+        .map_err(|source| Error::Kafka {
+            context: "subscribing to the event topics".into(),
+            source,
+        })?;
     Ok(consumer)
 }

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
 use arrow::record_batch::RecordBatch;
 use shiftright_schemas::Table;
 
@@ -81,6 +83,8 @@ pub fn dead_letters_to_batch(letters: &[DeadLetter]) -> Result<RecordBatch> {
         Arc::new(key.finish()),
         Arc::new(payload.finish()),
     ];
-    RecordBatch::try_new(Table::DeadLetters.schema(), arrays)
-        .map_err(|source| Error::Arrow { table: Table::DeadLetters.name(), source })
+    RecordBatch::try_new(Table::DeadLetters.schema(), arrays).map_err(|source| Error::Arrow {
+        table: Table::DeadLetters.name(),
+        source,
+    })
 }

@@ -78,14 +78,18 @@ impl Event {
     /// Fields shared by all events.
     pub fn common(&self) -> &Common {
         match self {
-            Event::Request { common, .. } | Event::Business { common, .. } | Event::Exposure { common, .. } => common,
+            Event::Request { common, .. }
+            | Event::Business { common, .. }
+            | Event::Exposure { common, .. } => common,
         }
     }
 
     /// The experiment the row is partitioned by, if any.
     pub fn experiment(&self) -> Option<&str> {
         match self {
-            Event::Request { experiment, .. } | Event::Exposure { experiment, .. } => Some(experiment),
+            Event::Request { experiment, .. } | Event::Exposure { experiment, .. } => {
+                Some(experiment)
+            }
             Event::Business { experiment, .. } => experiment.as_deref(),
         }
     }
@@ -101,11 +105,25 @@ impl Event {
         let base = 96 + c.event_id.len() + c.user_id.len();
         let opt = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 24);
         base + match self {
-            Event::Request { experiment, variant, service, endpoint, region, .. } => {
-                64 + experiment.len() + variant.len() + opt(service) + opt(endpoint) + opt(region)
-            }
-            Event::Business { kind, experiment, variant, .. } => 48 + kind.len() + opt(experiment) + opt(variant),
-            Event::Exposure { experiment, variant, .. } => 48 + experiment.len() + variant.len(),
+            Event::Request {
+                experiment,
+                variant,
+                service,
+                endpoint,
+                region,
+                ..
+            } => 64 + experiment.len() + variant.len() + opt(service) + opt(endpoint) + opt(region),
+            Event::Business {
+                kind,
+                experiment,
+                variant,
+                ..
+            } => 48 + kind.len() + opt(experiment) + opt(variant),
+            Event::Exposure {
+                experiment,
+                variant,
+                ..
+            } => 48 + experiment.len() + variant.len(),
         }
     }
 }
@@ -196,7 +214,10 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Rejection { reason, detail: detail.into() }
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -221,22 +242,43 @@ impl Decoder {
     }
 
     /// Decodes one payload as an event of `table`; `now_ms` bounds the accepted timestamps.
-    pub fn decode(&self, table: Table, payload: Option<&[u8]>, now_ms: i64) -> Result<Event, Rejection> {
+    pub fn decode(
+        &self,
+        table: Table,
+        payload: Option<&[u8]>,
+        now_ms: i64,
+    ) -> Result<Event, Rejection> {
         let bytes = match payload {
-            None | Some([]) => return Err(Rejection::new(RejectReason::Empty, "message has no payload")),
+            None | Some([]) => {
+                return Err(Rejection::new(
+                    RejectReason::Empty,
+                    "message has no payload",
+                ))
+            }
             Some(b) => b,
         };
         if bytes.len() > self.max_message_bytes {
             return Err(Rejection::new(
                 RejectReason::TooLarge,
-                format!("message is {} bytes; the limit is {} (--max-message-bytes)", bytes.len(), self.max_message_bytes),
+                format!(
+                    "message is {} bytes; the limit is {} (--max-message-bytes)",
+                    bytes.len(),
+                    self.max_message_bytes
+                ),
             ));
         }
         let text = std::str::from_utf8(bytes).map_err(|e| {
-            Rejection::new(RejectReason::InvalidUtf8, format!("payload is not UTF-8: {e}"))
+            Rejection::new(
+                RejectReason::InvalidUtf8,
+                format!("payload is not UTF-8: {e}"),
+            )
         })?;
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Rejection::new(RejectReason::InvalidJson, format!("payload is not JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            Rejection::new(
+                RejectReason::InvalidJson,
+                format!("payload is not JSON: {e}"),
+            )
+        })?;
         let Value::Object(obj) = value else {
             return Err(Rejection::new(
                 RejectReason::NotAnObject,
@@ -263,12 +305,18 @@ impl Decoder {
                 }
                 let mode = match fields.optional_str("mode")? {
                     None => "live",
-                    Some(m) => MODES.iter().copied().find(|known| *known == m).ok_or_else(|| {
-                        Rejection::new(
-                            RejectReason::InvalidValue,
-                            format!("mode is {m:?}; allowed: live, shadow, mirror"),
-                        )
-                    })?,
+                    Some(m) => {
+                        MODES
+                            .iter()
+                            .copied()
+                            .find(|known| *known == m)
+                            .ok_or_else(|| {
+                                Rejection::new(
+                                    RejectReason::InvalidValue,
+                                    format!("mode is {m:?}; allowed: live, shadow, mirror"),
+                                )
+                            })?
+                    }
                 };
                 Event::Request {
                     experiment: fields.required_id("experiment")?,
@@ -286,7 +334,10 @@ impl Decoder {
             Table::Business => {
                 let value = fields.optional_f64("value")?.unwrap_or(0.0);
                 if !value.is_finite() {
-                    return Err(Rejection::new(RejectReason::InvalidValue, "value must be finite"));
+                    return Err(Rejection::new(
+                        RejectReason::InvalidValue,
+                        "value must be finite",
+                    ));
                 }
                 Event::Business {
                     kind: fields.required_id("kind")?,
@@ -302,7 +353,10 @@ impl Decoder {
                 common,
             },
             Table::DeadLetters => {
-                return Err(Rejection::new(RejectReason::UnknownTopic, "dead letters are not an event table"))
+                return Err(Rejection::new(
+                    RejectReason::UnknownTopic,
+                    "dead letters are not an event table",
+                ))
             }
         })
     }
@@ -311,7 +365,9 @@ impl Decoder {
         let event_id = fields.required_id("event_id")?;
         let user_id = fields.required_id("user_id")?;
         let ts_ms = parse_ts(fields.0.get("ts"))?;
-        if ts_ms < now_ms.saturating_sub(self.max_age_ms) || ts_ms > now_ms.saturating_add(self.max_future_ms) {
+        if ts_ms < now_ms.saturating_sub(self.max_age_ms)
+            || ts_ms > now_ms.saturating_add(self.max_future_ms)
+        {
             return Err(Rejection::new(
                 RejectReason::TimestampOutOfRange,
                 format!(
@@ -323,28 +379,52 @@ impl Decoder {
             ));
         }
         let flagged = fields.optional_bool("synthetic")?.unwrap_or(false);
-        let synthetic = flagged || self.synthetic_prefixes.iter().any(|p| user_id.starts_with(p.as_str()));
-        Ok(Common { event_id, ts_ms, user_id, synthetic })
+        let synthetic = flagged
+            || self
+                .synthetic_prefixes
+                .iter()
+                .any(|p| user_id.starts_with(p.as_str()));
+        Ok(Common {
+            event_id,
+            ts_ms,
+            user_id,
+            synthetic,
+        })
     }
 }
 
 fn format_ms(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().map_or_else(|| format!("{ms} ms"), |t| t.to_rfc3339())
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| format!("{ms} ms"), |t| t.to_rfc3339())
 }
 
 /// `ts` as epoch milliseconds: RFC 3339 string or integer milliseconds.
 fn parse_ts(value: Option<&Value>) -> Result<i64, Rejection> {
     match value {
-        None | Some(Value::Null) => Err(Rejection::new(RejectReason::MissingField, "ts is missing")),
+        None | Some(Value::Null) => {
+            Err(Rejection::new(RejectReason::MissingField, "ts is missing"))
+        }
         Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.timestamp_millis())
-            .map_err(|e| Rejection::new(RejectReason::InvalidTimestamp, format!("ts {s:?} is not RFC 3339: {e}"))),
+            .map_err(|e| {
+                Rejection::new(
+                    RejectReason::InvalidTimestamp,
+                    format!("ts {s:?} is not RFC 3339: {e}"),
+                )
+            }),
         Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-            Rejection::new(RejectReason::InvalidTimestamp, format!("ts {n} is not integer epoch milliseconds"))
+            Rejection::new(
+                RejectReason::InvalidTimestamp,
+                format!("ts {n} is not integer epoch milliseconds"),
+            )
         }),
         Some(other) => Err(Rejection::new(
             RejectReason::WrongType,
-            format!("ts is a JSON {}; expected an RFC 3339 string or integer epoch milliseconds", json_type(other)),
+            format!(
+                "ts is a JSON {}; expected an RFC 3339 string or integer epoch milliseconds",
+                json_type(other)
+            ),
         )),
     }
 }
@@ -374,15 +454,19 @@ impl<'a> Fields<'a> {
     }
 
     fn wrong_type(name: &str, expected: &str, found: &Value) -> Rejection {
-        Rejection::new(RejectReason::WrongType, format!("{name} is a JSON {}; expected {expected}", json_type(found)))
+        Rejection::new(
+            RejectReason::WrongType,
+            format!("{name} is a JSON {}; expected {expected}", json_type(found)),
+        )
     }
 
     /// A required non-empty string (ids, keys).
     fn required_id(&self, name: &str) -> Result<String, Rejection> {
         match self.required(name)? {
-            Value::String(s) if s.is_empty() => {
-                Err(Rejection::new(RejectReason::InvalidValue, format!("{name} is an empty string")))
-            }
+            Value::String(s) if s.is_empty() => Err(Rejection::new(
+                RejectReason::InvalidValue,
+                format!("{name} is an empty string"),
+            )),
             Value::String(s) => Ok(s.clone()),
             other => Err(Self::wrong_type(name, "a string", other)),
         }
@@ -391,28 +475,45 @@ impl<'a> Fields<'a> {
     fn required_i64(&self, name: &str) -> Result<i64, Rejection> {
         let v = self.required(name)?;
         v.as_i64().ok_or_else(|| match v {
-            Value::Number(_) => Rejection::new(RejectReason::InvalidValue, format!("{name} is {v}; expected an integer")),
+            Value::Number(_) => Rejection::new(
+                RejectReason::InvalidValue,
+                format!("{name} is {v}; expected an integer"),
+            ),
             other => Self::wrong_type(name, "an integer", other),
         })
     }
 
     fn required_f64(&self, name: &str) -> Result<f64, Rejection> {
         let v = self.required(name)?;
-        v.as_f64().ok_or_else(|| Self::wrong_type(name, "a number", v))
+        v.as_f64()
+            .ok_or_else(|| Self::wrong_type(name, "a number", v))
     }
 
     fn optional_f64(&self, name: &str) -> Result<Option<f64>, Rejection> {
-        self.present(name).map(|v| v.as_f64().ok_or_else(|| Self::wrong_type(name, "a number", v))).transpose()
+        self.present(name)
+            .map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| Self::wrong_type(name, "a number", v))
+            })
+            .transpose()
     }
 
     fn optional_str(&self, name: &str) -> Result<Option<&'a str>, Rejection> {
         self.present(name)
-            .map(|v| v.as_str().ok_or_else(|| Self::wrong_type(name, "a string", v)))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| Self::wrong_type(name, "a string", v))
+            })
             .transpose()
     }
 
     fn optional_bool(&self, name: &str) -> Result<Option<bool>, Rejection> {
-        self.present(name).map(|v| v.as_bool().ok_or_else(|| Self::wrong_type(name, "a boolean", v))).transpose()
+        self.present(name)
+            .map(|v| {
+                v.as_bool()
+                    .ok_or_else(|| Self::wrong_type(name, "a boolean", v))
+            })
+            .transpose()
     }
 }
 

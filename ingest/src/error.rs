@@ -69,6 +69,10 @@ pub enum Error {
 impl Error {
     /// Shorthand for an I/O error on a path.
     pub fn io(path: impl Into<PathBuf>, context: &'static str, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), context, source }
+        Error::Io {
+            path: path.into(),
+            context,
+            source,
+        }
     }
 }

@@ -72,12 +72,18 @@ pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<
     let mut files: Vec<(BatchFile, PathBuf)> = Vec::new();
     let temp_suffix = format!("-{topic}.parquet.tmp");
     let temp_prefix = format!(".p{partition:05}-");
-    for table in [Table::Requests, Table::Business, Table::Exposures, Table::DeadLetters] {
+    for table in [
+        Table::Requests,
+        Table::Business,
+        Table::Exposures,
+        Table::DeadLetters,
+    ] {
         let root = out_dir.join(table.dir_name());
         walk(&root, &mut |path, name| {
             if name.starts_with(&temp_prefix) && name.ends_with(&temp_suffix) {
                 tracing::info!(path = %path.display(), "removing a temporary file left by an interrupted flush");
-                std::fs::remove_file(path).map_err(|e| Error::io(path, "removing a temporary file", e))?;
+                std::fs::remove_file(path)
+                    .map_err(|e| Error::io(path, "removing a temporary file", e))?;
             } else if let Some(file) = BatchFile::parse(name) {
                 if file.topic == topic && file.partition == partition {
                     files.push((file, path.to_path_buf()));
@@ -87,10 +93,17 @@ pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<
         })?;
     }
     // Newest batch first; only the newest can be incomplete, since batches are written one at a time.
-    files.sort_by(|a, b| b.0.last_offset.cmp(&a.0.last_offset).then(a.0.index.cmp(&b.0.index)));
+    files.sort_by(|a, b| {
+        b.0.last_offset
+            .cmp(&a.0.last_offset)
+            .then(a.0.index.cmp(&b.0.index))
+    });
     while let Some((newest, _)) = files.first() {
         let (first, last, count) = (newest.first_offset, newest.last_offset, newest.count);
-        let batch_len = files.iter().take_while(|(f, _)| f.first_offset == first && f.last_offset == last).count();
+        let batch_len = files
+            .iter()
+            .take_while(|(f, _)| f.first_offset == first && f.last_offset == last)
+            .count();
         let mut indexes: Vec<usize> = files[..batch_len].iter().map(|(f, _)| f.index).collect();
         indexes.dedup();
         if indexes.len() == count && files[..batch_len].iter().all(|(f, _)| f.count == count) {
@@ -101,7 +114,8 @@ pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<
                 path = %path.display(), topic, partition, first, last,
                 "removing a file of an incomplete flush batch; its rows will be read again"
             );
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, "removing an incomplete batch", e))?;
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(&path, "removing an incomplete batch", e))?;
         }
     }
     Ok(None)
@@ -117,7 +131,9 @@ fn walk(dir: &Path, visit: &mut dyn FnMut(&Path, &str) -> Result<()>) -> Result<
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, "listing the output", e))?;
         let path = entry.path();
-        let kind = entry.file_type().map_err(|e| Error::io(&path, "reading a file type", e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(&path, "reading a file type", e))?;
         if kind.is_dir() {
             walk(&path, visit)?;
         } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
@@ -132,7 +148,14 @@ mod tests {
     use super::*;
 
     fn file(first: i64, last: i64, index: usize, count: usize) -> BatchFile {
-        BatchFile { topic: "my-topic.v2".into(), partition: 3, first_offset: first, last_offset: last, index, count }
+        BatchFile {
+            topic: "my-topic.v2".into(),
+            partition: 3,
+            first_offset: first,
+            last_offset: last,
+            index,
+            count,
+        }
     }
 
     #[test]
@@ -155,14 +178,37 @@ mod tests {
     fn resumes_after_the_newest_complete_batch_and_removes_the_rest() {
         let out = tempfile::tempdir().unwrap();
         let o = out.path();
-        touch(o, "requests/date=2026-01-01/experiment=a", &file(0, 9, 1, 2).file_name());
-        touch(o, "_dead_letters/date=2026-01-01", &file(0, 9, 2, 2).file_name());
+        touch(
+            o,
+            "requests/date=2026-01-01/experiment=a",
+            &file(0, 9, 1, 2).file_name(),
+        );
+        touch(
+            o,
+            "_dead_letters/date=2026-01-01",
+            &file(0, 9, 2, 2).file_name(),
+        );
         // A batch whose second file never got renamed, plus its temporary file.
-        let partial = touch(o, "requests/date=2026-01-01/experiment=b", &file(10, 19, 1, 2).file_name());
-        let temp = touch(o, "requests/date=2026-01-01/experiment=b", &file(10, 19, 2, 2).temp_name());
+        let partial = touch(
+            o,
+            "requests/date=2026-01-01/experiment=b",
+            &file(10, 19, 1, 2).file_name(),
+        );
+        let temp = touch(
+            o,
+            "requests/date=2026-01-01/experiment=b",
+            &file(10, 19, 2, 2).temp_name(),
+        );
         // Another partition's files are not touched.
-        let other = BatchFile { partition: 4, ..file(0, 99, 1, 2) };
-        let other_path = touch(o, "requests/date=2026-01-01/experiment=a", &other.file_name());
+        let other = BatchFile {
+            partition: 4,
+            ..file(0, 99, 1, 2)
+        };
+        let other_path = touch(
+            o,
+            "requests/date=2026-01-01/experiment=a",
+            &other.file_name(),
+        );
 
         assert_eq!(recover_partition(o, "my-topic.v2", 3).unwrap(), Some(10));
         assert!(!partial.exists());

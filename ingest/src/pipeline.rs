@@ -43,7 +43,11 @@ struct Pipeline {
 
 /// Runs the ingest until `shutdown` is cancelled (or, with `idle_exit`, until no message came for
 /// that long), then flushes every buffer, commits, and returns the counters.
-pub async fn run(config: IngestConfig, shutdown: CancellationToken, stats: Arc<IngestStats>) -> Result<IngestSummary> {
+pub async fn run(
+    config: IngestConfig,
+    shutdown: CancellationToken,
+    stats: Arc<IngestStats>,
+) -> Result<IngestSummary> {
     config.validate()?;
     std::fs::create_dir_all(&config.out_dir)
         .map_err(|e| Error::io(&config.out_dir, "creating the output directory", e))?;
@@ -71,8 +75,16 @@ pub async fn run(config: IngestConfig, shutdown: CancellationToken, stats: Arc<I
 }
 
 impl Pipeline {
-    async fn run_loop(&mut self, consumer: &IngestConsumer, shutdown: &CancellationToken) -> Result<Stop> {
-        let tick_every = self.config.flush_interval.min(Duration::from_millis(500)).max(Duration::from_millis(10));
+    async fn run_loop(
+        &mut self,
+        consumer: &IngestConsumer,
+        shutdown: &CancellationToken,
+    ) -> Result<Stop> {
+        let tick_every = self
+            .config
+            .flush_interval
+            .min(Duration::from_millis(500))
+            .max(Duration::from_millis(10));
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -142,7 +154,10 @@ impl Pipeline {
     /// Decodes a message into the buffers; returns its partition.
     fn buffer_message(&mut self, message: &BorrowedMessage<'_>) -> TopicPartition {
         self.stats.message();
-        let tp = TopicPartition { topic: message.topic().to_string(), partition: message.partition() };
+        let tp = TopicPartition {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+        };
         let now_ms = now_ms();
         let table = self.config.table_of(&tp.topic);
         let decoded = match table {
@@ -175,7 +190,9 @@ impl Pipeline {
 
     /// Writes a partition's buffer durably, then commits its offset.
     async fn flush(&mut self, consumer: &IngestConsumer, tp: &TopicPartition) -> Result<()> {
-        let Some(buffer) = self.buffers.take(tp) else { return Ok(()) };
+        let Some(buffer) = self.buffers.take(tp) else {
+            return Ok(());
+        };
         let out_dir: PathBuf = self.config.out_dir.clone();
         let started = Instant::now();
         let (buffer, written) = tokio::task::spawn_blocking(move || {
@@ -184,24 +201,40 @@ impl Pipeline {
         })
         .await?;
         let outcome = written?;
-        self.stats.flushed(buffer.table, outcome.rows, outcome.dead_letters, outcome.files.len(), outcome.bytes);
+        self.stats.flushed(
+            buffer.table,
+            outcome.rows,
+            outcome.dead_letters,
+            outcome.files.len(),
+            outcome.bytes,
+        );
         tracing::debug!(
             partition = %tp, first = buffer.first_offset, last = buffer.last_offset, rows = outcome.rows,
             dead_letters = outcome.dead_letters, files = outcome.files.len(), bytes = outcome.bytes,
             elapsed_ms = started.elapsed().as_millis() as u64, "flushed"
         );
         self.durable.insert(tp.clone(), outcome.next_offset);
-        self.commit(consumer, &[(tp.clone(), outcome.next_offset)], CommitMode::Async);
+        self.commit(
+            consumer,
+            &[(tp.clone(), outcome.next_offset)],
+            CommitMode::Async,
+        );
         Ok(())
     }
 
-    fn commit(&self, consumer: &IngestConsumer, offsets: &[(TopicPartition, i64)], mode: CommitMode) {
+    fn commit(
+        &self,
+        consumer: &IngestConsumer,
+        offsets: &[(TopicPartition, i64)],
+        mode: CommitMode,
+    ) {
         if offsets.is_empty() {
             return;
         }
         let mut tpl = TopicPartitionList::new();
         for (tp, next) in offsets {
-            if let Err(e) = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next)) {
+            if let Err(e) = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next))
+            {
                 tracing::warn!(partition = %tp, error = %e, "cannot build the commit");
             }
         }
@@ -227,5 +260,7 @@ impl Pipeline {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -65,11 +65,19 @@ impl IngestStats {
     }
 
     /// A flush batch was made durable.
-    pub fn flushed(&self, table: Table, rows: usize, dead_letters: usize, files: usize, bytes: u64) {
+    pub fn flushed(
+        &self,
+        table: Table,
+        rows: usize,
+        dead_letters: usize,
+        files: usize,
+        bytes: u64,
+    ) {
         if let Some(i) = table_index(table) {
             self.rows[i].fetch_add(rows as u64, Ordering::Relaxed);
         }
-        self.dead_letters.fetch_add(dead_letters as u64, Ordering::Relaxed);
+        self.dead_letters
+            .fetch_add(dead_letters as u64, Ordering::Relaxed);
         self.files.fetch_add(files as u64, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.flushes.fetch_add(1, Ordering::Relaxed);

@@ -39,16 +39,24 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
     let mut planned: Vec<(PathBuf, RecordBatch)> = Vec::new();
     let table_dir = out_dir.join(buffer.table.dir_name());
     for (key, events) in &buffer.rows {
-        let dir = table_dir.join(format!("date={}", key.date)).join(format!("experiment={}", key.experiment));
+        let dir = table_dir
+            .join(format!("date={}", key.date))
+            .join(format!("experiment={}", key.experiment));
         planned.push((dir, events_to_batch(buffer.table, events)?));
     }
     let dead_dir = out_dir.join(Table::DeadLetters.dir_name());
     for (date, letters) in &buffer.dead_letters {
-        planned.push((dead_dir.join(format!("date={date}")), dead_letters_to_batch(letters)?));
+        planned.push((
+            dead_dir.join(format!("date={date}")),
+            dead_letters_to_batch(letters)?,
+        ));
     }
 
     let count = planned.len();
-    let mut outcome = FlushOutcome { next_offset: buffer.last_offset + 1, ..FlushOutcome::default() };
+    let mut outcome = FlushOutcome {
+        next_offset: buffer.last_offset + 1,
+        ..FlushOutcome::default()
+    };
     let mut renames: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(count);
     for (i, (dir, batch)) in planned.iter().enumerate() {
         let file = BatchFile {
@@ -66,7 +74,8 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
     }
     let mut dirs = BTreeSet::new();
     for (temp, path) in renames {
-        std::fs::rename(&temp, &path).map_err(|e| Error::io(&temp, "renaming a written file into place", e))?;
+        std::fs::rename(&temp, &path)
+            .map_err(|e| Error::io(&temp, "renaming a written file into place", e))?;
         dirs.insert(path.parent().map(Path::to_path_buf).unwrap_or_default());
         outcome.files.push(path);
     }
@@ -79,24 +88,45 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch, file: &BatchFile) -> Result<u64> {
-    let parquet_err = |source| Error::Parquet { path: path.to_path_buf(), source };
+    let parquet_err = |source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
     let metadata = vec![
         KeyValue::new(file_metadata::TOPIC.to_string(), file.topic.clone()),
-        KeyValue::new(file_metadata::PARTITION.to_string(), file.partition.to_string()),
-        KeyValue::new(file_metadata::FIRST_OFFSET.to_string(), file.first_offset.to_string()),
-        KeyValue::new(file_metadata::LAST_OFFSET.to_string(), file.last_offset.to_string()),
-        KeyValue::new(file_metadata::BATCH_FILES.to_string(), file.count.to_string()),
+        KeyValue::new(
+            file_metadata::PARTITION.to_string(),
+            file.partition.to_string(),
+        ),
+        KeyValue::new(
+            file_metadata::FIRST_OFFSET.to_string(),
+            file.first_offset.to_string(),
+        ),
+        KeyValue::new(
+            file_metadata::LAST_OFFSET.to_string(),
+            file.last_offset.to_string(),
+        ),
+        KeyValue::new(
+            file_metadata::BATCH_FILES.to_string(),
+            file.count.to_string(),
+        ),
     ];
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(Some(metadata))
         .build();
     let handle = File::create(path).map_err(|e| Error::io(path, "creating a Parquet file", e))?;
-    let mut writer = ArrowWriter::try_new(handle, batch.schema(), Some(props)).map_err(parquet_err)?;
+    let mut writer =
+        ArrowWriter::try_new(handle, batch.schema(), Some(props)).map_err(parquet_err)?;
     writer.write(batch).map_err(parquet_err)?;
     let handle = writer.into_inner().map_err(parquet_err)?;
-    handle.sync_all().map_err(|e| Error::io(path, "fsyncing a Parquet file", e))?;
-    let len = handle.metadata().map_err(|e| Error::io(path, "reading a file size", e))?.len();
+    handle
+        .sync_all()
+        .map_err(|e| Error::io(path, "fsyncing a Parquet file", e))?;
+    let len = handle
+        .metadata()
+        .map_err(|e| Error::io(path, "reading a file size", e))?
+        .len();
     Ok(len)
 }
 

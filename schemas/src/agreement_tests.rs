@@ -47,9 +47,20 @@ fn check_agreement(table: Table) {
     for field in schema.fields() {
         let property = &properties[field.name()];
         let expected_type = arrow_type_of(field.name(), property);
-        assert_eq!(field.data_type(), &expected_type, "{table}.{}: type", field.name());
-        let non_null = required.contains(&field.name().as_str()) || property.get("default").is_some();
-        assert_eq!(field.is_nullable(), !non_null, "{table}.{}: nullability", field.name());
+        assert_eq!(
+            field.data_type(),
+            &expected_type,
+            "{table}.{}: type",
+            field.name()
+        );
+        let non_null =
+            required.contains(&field.name().as_str()) || property.get("default").is_some();
+        assert_eq!(
+            field.is_nullable(),
+            !non_null,
+            "{table}.{}: nullability",
+            field.name()
+        );
         assert!(
             property.get("description").is_some(),
             "{table}.{}: every field is documented for producers",
@@ -57,7 +68,10 @@ fn check_agreement(table: Table) {
         );
     }
     for name in &required {
-        assert!(properties.contains_key(*name), "{table}: required {name} is not a property");
+        assert!(
+            properties.contains_key(*name),
+            "{table}: required {name} is not a property"
+        );
     }
 }
 
@@ -91,9 +105,20 @@ fn mode_enum_matches_the_json_schema() {
 #[test]
 fn report_schema_is_valid_json_with_required_keys() {
     let json: Value = serde_json::from_str(REPORT_JSON_SCHEMA).unwrap();
-    let required: Vec<&str> =
-        json["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    for key in ["experiment", "verdict", "reasons", "srm", "variants", "comparisons"] {
+    let required: Vec<&str> = json["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for key in [
+        "experiment",
+        "verdict",
+        "reasons",
+        "srm",
+        "variants",
+        "comparisons",
+    ] {
         assert!(required.contains(&key), "report requires {key}");
     }
 }

@@ -83,17 +83,27 @@ impl Table {
 
     /// Parses a table name as used in SQL or on the command line.
     pub fn from_name(name: &str) -> Option<Table> {
-        [Table::Requests, Table::Business, Table::Exposures, Table::DeadLetters]
-            .into_iter()
-            .find(|t| t.name() == name)
+        [
+            Table::Requests,
+            Table::Business,
+            Table::Exposures,
+            Table::DeadLetters,
+        ]
+        .into_iter()
+        .find(|t| t.name() == name)
     }
 
     /// The Arrow schema of the table's Parquet files.
     pub fn schema(self) -> SchemaRef {
         static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
-            [requests_schema(), business_schema(), exposures_schema(), dead_letters_schema()]
-                .map(Arc::new)
+            [
+                requests_schema(),
+                business_schema(),
+                exposures_schema(),
+                dead_letters_schema(),
+            ]
+            .map(Arc::new)
         });
         let index = match self {
             Table::Requests => 0,

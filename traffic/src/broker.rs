@@ -28,7 +28,9 @@ unsafe impl Sync for EmbeddedBroker {}
 
 impl std::fmt::Debug for EmbeddedBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBroker").field("bootstrap", &self.bootstrap).finish()
+        f.debug_struct("EmbeddedBroker")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
     }
 }
 
@@ -59,7 +61,11 @@ impl EmbeddedBroker {
         // Group (re)joins otherwise wait out the broker's default initial rebalance delay (3 s).
         // SAFETY: valid cluster handle.
         unsafe { rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0) };
-        Ok(EmbeddedBroker { host, cluster, bootstrap })
+        Ok(EmbeddedBroker {
+            host,
+            cluster,
+            bootstrap,
+        })
     }
 
     /// The `bootstrap.servers` string clients connect with.
@@ -69,27 +75,43 @@ impl EmbeddedBroker {
 
     /// Creates a topic (the mock does not support the admin API's CreateTopics).
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
-        let c_name = CString::new(name).map_err(|_| Error::Broker(format!("topic name {name:?} has a NUL byte")))?;
+        let c_name = CString::new(name)
+            .map_err(|_| Error::Broker(format!("topic name {name:?} has a NUL byte")))?;
         // SAFETY: valid cluster handle and NUL-terminated name.
-        let err = unsafe { rdsys::rd_kafka_mock_topic_create(self.cluster, c_name.as_ptr(), partitions, 1) };
+        let err = unsafe {
+            rdsys::rd_kafka_mock_topic_create(self.cluster, c_name.as_ptr(), partitions, 1)
+        };
         check(err, format!("creating topic {name}"))
     }
 
     /// Takes broker `id` (1-based) down: its connections are closed and refused.
     pub fn broker_down(&self, id: i32) -> Result<()> {
         // SAFETY: valid cluster handle.
-        check(unsafe { rdsys::rd_kafka_mock_broker_set_down(self.cluster, id) }, format!("taking broker {id} down"))
+        check(
+            unsafe { rdsys::rd_kafka_mock_broker_set_down(self.cluster, id) },
+            format!("taking broker {id} down"),
+        )
     }
 
     /// Brings broker `id` back up.
     pub fn broker_up(&self, id: i32) -> Result<()> {
         // SAFETY: valid cluster handle.
-        check(unsafe { rdsys::rd_kafka_mock_broker_set_up(self.cluster, id) }, format!("bringing broker {id} up"))
+        check(
+            unsafe { rdsys::rd_kafka_mock_broker_set_up(self.cluster, id) },
+            format!("bringing broker {id} up"),
+        )
     }
 
     /// Makes the next requests of kind `api` fail with `errors`, one each, in order.
     pub fn push_request_errors(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) {
         // SAFETY: valid cluster handle; the array is read during the call only.
-        unsafe { rdsys::rd_kafka_mock_push_request_errors_array(self.cluster, api as i16, errors.len(), errors.as_ptr()) };
+        unsafe {
+            rdsys::rd_kafka_mock_push_request_errors_array(
+                self.cluster,
+                api as i16,
+                errors.len(),
+                errors.as_ptr(),
+            )
+        };
     }
 }

@@ -99,17 +99,29 @@ impl<E> Emitter<'_, E> {
             Table::Business => self.summary.business += 1,
             _ => self.summary.exposures += 1,
         }
-        let copies = if self.rng.random_bool(self.duplicate_share) { 2 } else { 1 };
+        let copies = if self.rng.random_bool(self.duplicate_share) {
+            2
+        } else {
+            1
+        };
         self.summary.duplicates += copies - 1;
         for _ in 0..copies {
             self.summary.messages += 1;
-            (self.emit)(Message { table, key: key.to_string(), payload: payload.clone() })?;
+            (self.emit)(Message {
+                table,
+                key: key.to_string(),
+                payload: payload.clone(),
+            })?;
         }
         if self.rng.random_bool(self.malformed_share) {
             let bad = MALFORMED[(self.summary.malformed % MALFORMED.len() as u64) as usize];
             self.summary.malformed += 1;
             self.summary.messages += 1;
-            (self.emit)(Message { table, key: key.to_string(), payload: bad.to_vec() })?;
+            (self.emit)(Message {
+                table,
+                key: key.to_string(),
+                payload: bad.to_vec(),
+            })?;
         }
         Ok(())
     }
@@ -119,7 +131,11 @@ impl<E> Emitter<'_, E> {
         if self.rng.random_bool(0.5) {
             json!(ms)
         } else {
-            json!(Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339()).unwrap_or_default())
+            json!(Utc
+                .timestamp_millis_opt(ms)
+                .single()
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default())
         }
     }
 }
@@ -156,7 +172,11 @@ pub fn generate<E>(
     let purchase_sigma = 1.0;
     for u in 0..scenario.users {
         let synthetic = out.rng.random_bool(scenario.synthetic_share);
-        let user = if synthetic { format!("synthetic-{u:07}") } else { format!("user-{u:07}") };
+        let user = if synthetic {
+            format!("synthetic-{u:07}")
+        } else {
+            format!("user-{u:07}")
+        };
         // (experiment, variant, first exposure) of this user, to attribute business events after.
         let mut exposures: Vec<(String, String, i64)> = Vec::new();
         let mut business: Vec<(i64, f64, bool)> = Vec::new();
@@ -165,19 +185,30 @@ pub fn generate<E>(
             let t0 = start_ms + (out.rng.random::<f64>() * 0.8 * span_ms as f64) as i64;
             let remaining = (start_ms + span_ms - t0).max(1) as f64;
             let ts = out.ts(t0);
-            out.send(Table::Exposures, &user, json!({"ts": ts, "user_id": user, "experiment": exp.name, "variant": variant.name}))?;
+            out.send(
+                Table::Exposures,
+                &user,
+                json!({"ts": ts, "user_id": user, "experiment": exp.name, "variant": variant.name}),
+            )?;
             exposures.push((exp.name.clone(), variant.name.clone(), t0));
 
-            let truth = out.summary.truth.entry((exp.name.clone(), variant.name.clone())).or_default();
+            let truth = out
+                .summary
+                .truth
+                .entry((exp.name.clone(), variant.name.clone()))
+                .or_default();
             if synthetic {
                 truth.synthetic_users += 1;
             } else {
                 truth.users += 1;
             }
             let sigma = (variant.latency_p99_ms / variant.latency_p50_ms).ln() / Z99;
-            let latency = LogNormal::new(variant.latency_p50_ms.ln(), sigma.max(1e-9)).expect("valid lognormal");
+            let latency = LogNormal::new(variant.latency_p50_ms.ln(), sigma.max(1e-9))
+                .expect("valid lognormal");
             let extra = if exp.requests_per_user > 1.0 {
-                Poisson::new(exp.requests_per_user - 1.0).expect("valid poisson").sample(&mut out.rng) as u64
+                Poisson::new(exp.requests_per_user - 1.0)
+                    .expect("valid poisson")
+                    .sample(&mut out.rng) as u64
             } else {
                 0
             };
@@ -219,14 +250,19 @@ pub fn generate<E>(
                 }
             }
             if !synthetic {
-                let truth = out.summary.truth.get_mut(&(exp.name.clone(), variant.name.clone())).expect("entry made above");
+                let truth = out
+                    .summary
+                    .truth
+                    .get_mut(&(exp.name.clone(), variant.name.clone()))
+                    .expect("entry made above");
                 truth.requests += requests;
                 truth.errors += errors;
             }
             if out.rng.random_bool(variant.conversion_rate) {
                 let at = t0 + (out.rng.random::<f64>() * remaining) as i64;
                 let value = if variant.revenue_median > 0.0 {
-                    let revenue = LogNormal::new(variant.revenue_median.ln(), purchase_sigma).expect("valid lognormal");
+                    let revenue = LogNormal::new(variant.revenue_median.ln(), purchase_sigma)
+                        .expect("valid lognormal");
                     (revenue.sample(&mut out.rng) * 100.0).round() / 100.0
                 } else {
                     0.0
@@ -244,14 +280,24 @@ pub fn generate<E>(
         if out.rng.random_bool(0.3) {
             let at = start_ms + (out.rng.random::<f64>() * span_ms as f64) as i64;
             let ts = out.ts(at);
-            out.send(Table::Business, &user, json!({"ts": ts, "user_id": user, "kind": "engagement"}))?;
+            out.send(
+                Table::Business,
+                &user,
+                json!({"ts": ts, "user_id": user, "kind": "engagement"}),
+            )?;
             business.push((at, 0.0, false));
         }
         if !synthetic {
             for (exp, variant, t0) in &exposures {
-                let after: Vec<&(i64, f64, bool)> = business.iter().filter(|(at, _, _)| at >= t0).collect();
-                let truth = out.summary.truth.get_mut(&(exp.clone(), variant.clone())).expect("entry made above");
-                truth.converted_users += u64::from(after.iter().any(|(_, _, conversion)| *conversion));
+                let after: Vec<&(i64, f64, bool)> =
+                    business.iter().filter(|(at, _, _)| at >= t0).collect();
+                let truth = out
+                    .summary
+                    .truth
+                    .get_mut(&(exp.clone(), variant.clone()))
+                    .expect("entry made above");
+                truth.converted_users +=
+                    u64::from(after.iter().any(|(_, _, conversion)| *conversion));
                 truth.revenue += after.iter().map(|(_, value, _)| value).sum::<f64>();
             }
         }

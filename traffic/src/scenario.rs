@@ -113,7 +113,11 @@ impl Scenario {
         ExperimentSpec {
             name: name.into(),
             variants: vec![baseline, canary],
-            endpoints: vec!["GET /checkout".into(), "POST /checkout/pay".into(), "GET /cart".into()],
+            endpoints: vec![
+                "GET /checkout".into(),
+                "POST /checkout/pay".into(),
+                "GET /cart".into(),
+            ],
             requests_per_user: 5.0,
             shadow_share: 0.0,
         }
@@ -122,7 +126,11 @@ impl Scenario {
     /// A healthy canary: v1 95% / v2 5%, both behave the same.
     pub fn healthy_canary(name: &str) -> ExperimentSpec {
         let baseline = VariantSpec::typical("v1", 0.95);
-        let canary = VariantSpec { name: "v2".into(), weight: 0.05, ..baseline.clone() };
+        let canary = VariantSpec {
+            name: "v2".into(),
+            weight: 0.05,
+            ..baseline.clone()
+        };
         ExperimentSpec {
             name: name.into(),
             variants: vec![baseline, canary],
@@ -141,7 +149,10 @@ impl Scenario {
             malformed_share: 0.0005,
             duration_s: 3600,
             duplicate_share: 0.0,
-            experiments: vec![Scenario::bad_canary("checkout-canary"), Scenario::healthy_canary("search-canary")],
+            experiments: vec![
+                Scenario::bad_canary("checkout-canary"),
+                Scenario::healthy_canary("search-canary"),
+            ],
         }
     }
 
@@ -168,12 +179,21 @@ impl Scenario {
                 return Err(format!("experiment {}: needs at least one variant", e.name));
             }
             if e.endpoints.is_empty() {
-                return Err(format!("experiment {}: needs at least one endpoint", e.name));
+                return Err(format!(
+                    "experiment {}: needs at least one endpoint",
+                    e.name
+                ));
             }
             if !(e.requests_per_user >= 1.0) {
-                return Err(format!("experiment {}: requests_per_user must be at least 1", e.name));
+                return Err(format!(
+                    "experiment {}: requests_per_user must be at least 1",
+                    e.name
+                ));
             }
-            share(&format!("experiment {}: shadow_share", e.name), e.shadow_share)?;
+            share(
+                &format!("experiment {}: shadow_share", e.name),
+                e.shadow_share,
+            )?;
             for v in &e.variants {
                 let at = format!("experiment {} variant {}", e.name, v.name);
                 if !(v.weight > 0.0) {

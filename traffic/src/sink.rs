@@ -30,7 +30,11 @@ pub struct TopicNames {
 
 impl Default for TopicNames {
     fn default() -> Self {
-        TopicNames { requests: "requests".into(), business: "business".into(), exposures: "exposures".into() }
+        TopicNames {
+            requests: "requests".into(),
+            business: "business".into(),
+            exposures: "exposures".into(),
+        }
     }
 }
 
@@ -86,7 +90,9 @@ pub struct KafkaSink {
 
 impl std::fmt::Debug for KafkaSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSink").field("topics", &self.topics).finish()
+        f.debug_struct("KafkaSink")
+            .field("topics", &self.topics)
+            .finish()
     }
 }
 
@@ -113,7 +119,9 @@ impl KafkaSink {
     pub fn send(&self, message: &Message) -> Result<()> {
         let topic = self.topics.of(message.table);
         loop {
-            let record = BaseRecord::to(topic).key(message.key.as_bytes()).payload(message.payload.as_slice());
+            let record = BaseRecord::to(topic)
+                .key(message.key.as_bytes())
+                .payload(message.payload.as_slice());
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -126,12 +134,21 @@ impl KafkaSink {
 
     /// Waits until every queued message is delivered; fails if any was not.
     pub fn finish(self, timeout: Duration) -> Result<u64> {
-        self.producer.flush(timeout).map_err(|e| Error::Produce(format!("flushing: {e}")))?;
+        self.producer
+            .flush(timeout)
+            .map_err(|e| Error::Produce(format!("flushing: {e}")))?;
         let context = self.producer.context();
         let failed = context.failed.load(Ordering::Relaxed);
         if failed > 0 {
-            let first = context.first_error.lock().ok().and_then(|f| f.clone()).unwrap_or_default();
-            return Err(Error::Produce(format!("{failed} messages were not delivered; the first error: {first}")));
+            let first = context
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|f| f.clone())
+                .unwrap_or_default();
+            return Err(Error::Produce(format!(
+                "{failed} messages were not delivered; the first error: {first}"
+            )));
         }
         Ok(context.delivered.load(Ordering::Relaxed))
     }
@@ -150,19 +167,28 @@ pub struct JsonLinesSink {
 impl JsonLinesSink {
     /// Creates `dir` and one file per topic in it.
     pub fn new(dir: &Path, topics: TopicNames) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut files = Vec::new();
         for table in Table::EVENTS {
             let path = dir.join(format!("{}.jsonl", topics.of(table)));
             let file = File::create(&path).map_err(|source| Error::Io { path, source })?;
             files.push((table, BufWriter::new(file)));
         }
-        Ok(JsonLinesSink { dir: dir.to_path_buf(), files, topics })
+        Ok(JsonLinesSink {
+            dir: dir.to_path_buf(),
+            files,
+            topics,
+        })
     }
 
     /// Appends one message to its topic's file.
     pub fn send(&mut self, message: &Message) -> Result<()> {
-        let path = self.dir.join(format!("{}.jsonl", self.topics.of(message.table)));
+        let path = self
+            .dir
+            .join(format!("{}.jsonl", self.topics.of(message.table)));
         let (_, file) = self
             .files
             .iter_mut()
@@ -181,4 +207,40 @@ impl JsonLinesSink {
         }
         Ok(())
     }
+}
+
+/// Produces `scenario` to Kafka, never more than `window` messages ahead of `consumed()` (the
+/// consumer's count). librdkafka's mock cluster keeps only about 5 MB per partition and deletes
+/// older messages, so the demo and the tests must not let the producer run far ahead of the ingest;
+/// a real broker does not need this, and `window = u64::MAX` turns it off.
+pub fn produce_paced(
+    brokers: &str,
+    topics: TopicNames,
+    options: &[(String, String)],
+    scenario: &crate::Scenario,
+    now_ms: i64,
+    consumed: &dyn Fn() -> u64,
+    window: u64,
+) -> Result<crate::GenerationSummary> {
+    let sink = KafkaSink::new(brokers, topics, options)?;
+    let mut sent: u64 = 0;
+    let summary = crate::generate(scenario, now_ms, &mut |m| {
+        sink.send(&m)?;
+        sent += 1;
+        if window != u64::MAX && sent % 1000 == 0 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while consumed().saturating_add(window) < sent {
+                if std::time::Instant::now() > deadline {
+                    return Err(Error::Produce(format!(
+                        "the consumer read {} of {sent} messages and made no progress for 60 s",
+                        consumed()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    })?;
+    sink.finish(Duration::from_secs(120))?;
+    Ok(summary)
 }

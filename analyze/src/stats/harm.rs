@@ -35,7 +35,8 @@ use super::{valid_alpha, Estimate};
 pub fn excess_errors(control: &RatioStats, treatment: &RatioStats, alpha: f64) -> Estimate {
     let (e_t, n_t) = (treatment.sum_x.max(0.0), treatment.sum_y.max(0.0));
     let (e_c, n_c) = (control.sum_x.max(0.0), control.sum_y);
-    if !(n_c > 0.0 && n_c.is_finite()) || !e_t.is_finite() || !n_t.is_finite() {
+    let usable = n_c > 0.0 && n_c.is_finite() && e_t.is_finite() && n_t.is_finite();
+    if !usable {
         return unbounded(e_t);
     }
     let excess = e_t - control.ratio() * n_t;
@@ -105,15 +106,28 @@ mod tests {
     #[test]
     fn excess_by_hand() {
         // Baseline 1% over 20 000 requests; canary 300 errors in 10 000.
-        let c = arm(&[(50.0, 5000.0), (50.0, 5000.0), (50.0, 5000.0), (50.0, 5000.0)]);
+        let c = arm(&[
+            (50.0, 5000.0),
+            (50.0, 5000.0),
+            (50.0, 5000.0),
+            (50.0, 5000.0),
+        ]);
         let t = arm(&[(150.0, 5000.0), (150.0, 5000.0)]);
         let e = excess_errors(&c, &t, 0.05);
         assert_fig(e.estimate, "200.0", "excess");
         // Identical users: both ratio variances are 0, so the Poisson floors
         // apply: 300 + 10 000² · 200/20 000² = 350.
         assert_fig(e.se, &format!("{}", 350f64.sqrt()), "se");
-        assert_fig(e.ci_low, &format!("{}", 200.0 - 1.644_853_6 * 350f64.sqrt()), "lcb");
-        assert_fig(e.p_value, &format!("{}", normal_sf(200.0 / 350f64.sqrt())), "p");
+        assert_fig(
+            e.ci_low,
+            &format!("{}", 200.0 - 1.644_853_6 * 350f64.sqrt()),
+            "lcb",
+        );
+        assert_fig(
+            e.p_value,
+            &format!("{}", normal_sf(200.0 / 350f64.sqrt())),
+            "p",
+        );
         assert!(e.ci_low > 100.0);
     }
 

@@ -66,7 +66,7 @@ pub fn mann_whitney_u(control: &[f64], treatment: &[f64]) -> Option<MannWhitney>
     let u = rank_sum_t - n_t * (n_t + 1.0) / 2.0;
     let mean = n_t * n_c / 2.0;
     let var = n_t * n_c / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
-    if !(var > 0.0) {
+    if var.is_nan() || var <= 0.0 {
         return None;
     }
     let sd = var.sqrt();

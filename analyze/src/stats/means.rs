@@ -235,11 +235,7 @@ mod tests {
         assert_fig(e.p_value, "0.1075311949", "p");
         assert_fig(e.ci_low, "-0.8877416437", "ci low");
         assert_fig(e.ci_high, "6.8877416437", "ci high");
-        assert_fig(
-            welch_df(&c.moments(), &t.moments()),
-            "5.8823529412",
-            "df",
-        );
+        assert_fig(welch_df(&c.moments(), &t.moments()), "5.8823529412", "df");
     }
 
     #[test]
@@ -272,6 +268,9 @@ mod tests {
             0.05
         )
         .is_none());
-        assert_eq!(SampleMoments::proportion(3.0, 0.0), SampleMoments::default());
+        assert_eq!(
+            SampleMoments::proportion(3.0, 0.0),
+            SampleMoments::default()
+        );
     }
 }

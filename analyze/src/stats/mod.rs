@@ -25,10 +25,10 @@ pub mod ratio;
 pub mod sequential;
 pub mod srm;
 
+pub use harm::{excess_errors, share_above_cap_p};
 pub use mann_whitney::{mann_whitney_u, MannWhitney};
 pub use means::{
-    relative_lift, relative_lift_moments, welch_diff, welch_diff_moments, MeanStats,
-    SampleMoments,
+    relative_lift, relative_lift_moments, welch_diff, welch_diff_moments, MeanStats, SampleMoments,
 };
 pub use multiple::{benjamini_hochberg, holm};
 pub use poisson::{poisson_margin_p, poisson_ratio_upper_bound};
@@ -36,7 +36,6 @@ pub use quantile::{
     quantile_diff, quantile_margin_test, quantile_ratio_upper_bound, quantile_relative,
     ClusteredSample, QuantileEstimate,
 };
-pub use harm::{excess_errors, share_above_cap_p};
 pub use ratio::{
     fieller_upper, ratio_diff, ratio_margin_test, ratio_relative, ratio_upper_bound, MarginTest,
     RatioStats,
@@ -48,7 +47,7 @@ pub use srm::{srm_test, SrmResult};
 ///
 /// `[ci_low, ci_high]` is a two-sided interval at the requested level unless
 /// the producing function says otherwise (the one-sided harm bound in
-/// [`ratio::excess_errors`]).
+/// [`harm::excess_errors`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
     pub estimate: f64,

@@ -193,7 +193,9 @@ pub fn quantile_margin_test(
     if !valid_se(denom) {
         return None;
     }
-    Some(normal_sf((treatment.estimate - k * control.estimate) / denom))
+    Some(normal_sf(
+        (treatment.estimate - k * control.estimate) / denom,
+    ))
 }
 
 /// One-sided (1 − alpha) upper bound of Q_t/Q_c by Fieller's method, the
@@ -268,7 +270,11 @@ mod tests {
         // Ranks ⌊1000(0.9 − 1.96·0.009487)⌋ = 881, ⌈918.59⌉ = 919.
         assert_eq!(q.estimate, 900.0);
         assert_eq!((q.ci_low, q.ci_high), (Some(881.0), Some(919.0)));
-        assert_fig(q.se.unwrap(), &format!("{}", 38.0 / (2.0 * 1.959_964)), "se");
+        assert_fig(
+            q.se.unwrap(),
+            &format!("{}", 38.0 / (2.0 * 1.959_964)),
+            "se",
+        );
         assert_eq!((q.n, s.users()), (1000, 1000));
     }
 
@@ -331,7 +337,11 @@ mod tests {
         let (c, t) = gbstats_pair();
         let ub = quantile_ratio_upper_bound(&c, &t, 0.05).unwrap();
         assert!(ub > t.estimate / c.estimate);
-        assert_fig(quantile_margin_test(&c, &t, ub).unwrap(), "0.9500", "p at bound");
+        assert_fig(
+            quantile_margin_test(&c, &t, ub).unwrap(),
+            "0.9500",
+            "p at bound",
+        );
         // 7.69 vs 1.5 × 7.16: far from a p99-style breach.
         assert!(quantile_margin_test(&c, &t, 1.5).unwrap() > 0.999);
         // 7.69 vs 1.0 × 7.16: a clear increase.

@@ -324,7 +324,10 @@ mod tests {
         let empty = RatioStats::default();
         let m = ratio_margin_test(&empty, &empty, 2.0);
         assert_eq!(m.p_value, 1.0);
-        assert_eq!(ratio_margin_test(&control(), &treatment(), 0.0).p_value, 1.0);
+        assert_eq!(
+            ratio_margin_test(&control(), &treatment(), 0.0).p_value,
+            1.0
+        );
         assert_eq!(
             ratio_margin_test(&control(), &treatment(), f64::NAN).p_value,
             1.0
@@ -367,6 +370,9 @@ mod tests {
         let c = arm(&[(1.0, 500.0), (1.0, 500.0)]);
         let t = arm(&[(1.0, 500.0), (0.0, 500.0)]);
         let ub = ratio_upper_bound(&c, &t, 0.05).unwrap();
-        assert_eq!(Some(ub), poisson_ratio_upper_bound(1, 1000.0, 2, 1000.0, 0.05));
+        assert_eq!(
+            Some(ub),
+            poisson_ratio_upper_bound(1, 1000.0, 2, 1000.0, 0.05)
+        );
     }
 }

@@ -15,7 +15,8 @@ pub const DEFAULT_N_STAR: f64 = 5000.0;
 
 /// ρ² = (−2 ln α + ln(−2 ln α + 1)) / N*; `None` for invalid parameters.
 fn rho_squared(n_star: f64, alpha: f64) -> Option<f64> {
-    if !valid_alpha(alpha) || !(n_star.is_finite() && n_star > 0.0) {
+    let usable = valid_alpha(alpha) && n_star.is_finite() && n_star > 0.0;
+    if !usable {
         return None;
     }
     let l = -2.0 * alpha.ln();
@@ -35,7 +36,7 @@ pub fn cs_multiplier(n: f64, n_star: f64, alpha: f64) -> f64 {
     let Some(rho2) = rho_squared(n_star, alpha) else {
         return f64::INFINITY;
     };
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         return f64::INFINITY;
     }
     let nr2 = n * rho2;
@@ -55,11 +56,15 @@ pub fn sequential_p_value(estimate: f64, se: f64, n: f64, n_star: f64, alpha: f6
     let Some(rho2) = rho_squared(n_star, alpha) else {
         return 1.0;
     };
-    if !(n > 0.0) || estimate.is_nan() || se.is_nan() || se < 0.0 {
+    if n.is_nan() || n <= 0.0 || estimate.is_nan() || se.is_nan() || se < 0.0 {
         return 1.0;
     }
     if se == 0.0 || se.is_infinite() {
-        return if se == 0.0 && estimate != 0.0 { 0.0 } else { 1.0 };
+        return if se == 0.0 && estimate != 0.0 {
+            0.0
+        } else {
+            1.0
+        };
     }
     let s = n * (estimate / se).powi(2);
     let tr2p1 = n * rho2 + 1.0;
@@ -170,7 +175,10 @@ mod tests {
             p_value: 0.05,
         };
         let wide = sequential_interval(&est, 0.0, 5000.0, 0.05);
-        assert_eq!((wide.ci_low, wide.ci_high), (f64::NEG_INFINITY, f64::INFINITY));
+        assert_eq!(
+            (wide.ci_low, wide.ci_high),
+            (f64::NEG_INFINITY, f64::INFINITY)
+        );
         assert_eq!(wide.p_value, 1.0);
     }
 }

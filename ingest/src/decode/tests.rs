@@ -26,12 +26,26 @@ const GOOD_REQUEST: &str = r#"{"event_id":"e1","ts":1790000000000,"user_id":"u1"
 #[test]
 fn a_good_request_decodes_with_defaults() {
     let event = decode(Table::Requests, GOOD_REQUEST.as_bytes()).unwrap();
-    let Event::Request { common, experiment, variant, status, latency_ms, mode, endpoint, service, .. } = event else {
+    let Event::Request {
+        common,
+        experiment,
+        variant,
+        status,
+        latency_ms,
+        mode,
+        endpoint,
+        service,
+        ..
+    } = event
+    else {
         panic!("not a request");
     };
     assert_eq!(common.event_id, "e1");
     assert!(!common.synthetic);
-    assert_eq!((experiment.as_str(), variant.as_str(), status, latency_ms), ("checkout", "v2", 503, 12.5));
+    assert_eq!(
+        (experiment.as_str(), variant.as_str(), status, latency_ms),
+        ("checkout", "v2", 503, 12.5)
+    );
     assert_eq!(mode, "live");
     assert_eq!(endpoint.as_deref(), Some("GET /cart"));
     assert_eq!(service, None);
@@ -40,7 +54,11 @@ fn a_good_request_decodes_with_defaults() {
 #[test]
 fn rfc3339_and_epoch_millis_are_the_same_instant() {
     let a = decode(Table::Exposures, br#"{"event_id":"e","ts":"2026-09-21T14:13:20Z","user_id":"u","experiment":"x","variant":"a"}"#).unwrap();
-    let b = decode(Table::Exposures, br#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a"}"#).unwrap();
+    let b = decode(
+        Table::Exposures,
+        br#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a"}"#,
+    )
+    .unwrap();
     assert_eq!(a.common().ts_ms, 1_790_000_000_000);
     assert_eq!(a, b);
     assert_eq!(a.date(), "2026-09-21");
@@ -50,7 +68,11 @@ fn rfc3339_and_epoch_millis_are_the_same_instant() {
 fn synthetic_users_are_flagged_by_field_or_prefix() {
     let by_prefix = decode(Table::Exposures, br#"{"event_id":"e","ts":1790000000000,"user_id":"synthetic-42","experiment":"x","variant":"a"}"#).unwrap();
     let by_field = decode(Table::Exposures, br#"{"event_id":"e","ts":1790000000000,"user_id":"u","synthetic":true,"experiment":"x","variant":"a"}"#).unwrap();
-    let real = decode(Table::Exposures, br#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a"}"#).unwrap();
+    let real = decode(
+        Table::Exposures,
+        br#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a"}"#,
+    )
+    .unwrap();
     assert!(by_prefix.common().synthetic);
     assert!(by_field.common().synthetic);
     assert!(!real.common().synthetic);
@@ -58,7 +80,11 @@ fn synthetic_users_are_flagged_by_field_or_prefix() {
 
 #[test]
 fn business_value_defaults_to_zero() {
-    let e = decode(Table::Business, br#"{"event_id":"e","ts":1790000000000,"user_id":"u","kind":"conversion"}"#).unwrap();
+    let e = decode(
+        Table::Business,
+        br#"{"event_id":"e","ts":1790000000000,"user_id":"u","kind":"conversion"}"#,
+    )
+    .unwrap();
     assert!(matches!(e, Event::Business { value, .. } if value == 0.0));
     assert_eq!(e.experiment(), None);
 }
@@ -66,21 +92,92 @@ fn business_value_defaults_to_zero() {
 #[test]
 fn every_bad_input_class_has_its_reason() {
     use RejectReason::*;
-    assert_eq!(decoder().decode(Table::Requests, None, NOW).unwrap_err().reason, Empty);
+    assert_eq!(
+        decoder()
+            .decode(Table::Requests, None, NOW)
+            .unwrap_err()
+            .reason,
+        Empty
+    );
     assert_eq!(decode(Table::Requests, b"").unwrap_err().reason, Empty);
-    assert_eq!(decode(Table::Requests, &[0xff, 0xfe, b'{']).unwrap_err().reason, InvalidUtf8);
+    assert_eq!(
+        decode(Table::Requests, &[0xff, 0xfe, b'{'])
+            .unwrap_err()
+            .reason,
+        InvalidUtf8
+    );
     assert_eq!(reason(Table::Requests, "{not json"), InvalidJson);
     assert_eq!(reason(Table::Requests, "[1,2]"), NotAnObject);
-    assert_eq!(reason(Table::Requests, r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","latency_ms":1}"#), MissingField);
-    assert_eq!(reason(Table::Requests, r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":"500","latency_ms":1}"#), WrongType);
-    assert_eq!(reason(Table::Requests, r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":500,"latency_ms":-1}"#), InvalidValue);
-    assert_eq!(reason(Table::Requests, r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":500,"latency_ms":1e999}"#), InvalidJson);
-    assert_eq!(reason(Table::Requests, r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":700,"latency_ms":1}"#), InvalidValue);
-    assert_eq!(reason(Table::Requests, r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":200,"latency_ms":1,"mode":"replay"}"#), InvalidValue);
-    assert_eq!(reason(Table::Requests, r#"{"event_id":"e","ts":"yesterday","user_id":"u","experiment":"x","variant":"a","status":200,"latency_ms":1}"#), InvalidTimestamp);
-    assert_eq!(reason(Table::Requests, r#"{"event_id":"e","ts":0,"user_id":"u","experiment":"x","variant":"a","status":200,"latency_ms":1}"#), TimestampOutOfRange);
-    assert_eq!(reason(Table::Requests, r#"{"event_id":"","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":200,"latency_ms":1}"#), InvalidValue);
-    assert_eq!(reason(Table::Exposures, r#"{"event_id":"e","ts":1790000000000,"user_id":null,"experiment":"x","variant":"a"}"#), MissingField);
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","latency_ms":1}"#
+        ),
+        MissingField
+    );
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":"500","latency_ms":1}"#
+        ),
+        WrongType
+    );
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":500,"latency_ms":-1}"#
+        ),
+        InvalidValue
+    );
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":500,"latency_ms":1e999}"#
+        ),
+        InvalidJson
+    );
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":700,"latency_ms":1}"#
+        ),
+        InvalidValue
+    );
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":200,"latency_ms":1,"mode":"replay"}"#
+        ),
+        InvalidValue
+    );
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"e","ts":"yesterday","user_id":"u","experiment":"x","variant":"a","status":200,"latency_ms":1}"#
+        ),
+        InvalidTimestamp
+    );
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"e","ts":0,"user_id":"u","experiment":"x","variant":"a","status":200,"latency_ms":1}"#
+        ),
+        TimestampOutOfRange
+    );
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":200,"latency_ms":1}"#
+        ),
+        InvalidValue
+    );
+    assert_eq!(
+        reason(
+            Table::Exposures,
+            r#"{"event_id":"e","ts":1790000000000,"user_id":null,"experiment":"x","variant":"a"}"#
+        ),
+        MissingField
+    );
     let big = format!(r#"{{"event_id":"{}"}}"#, "x".repeat(2 << 20));
     assert_eq!(reason(Table::Requests, &big), TooLarge);
 }
@@ -96,14 +193,24 @@ fn arbitrary_json() -> impl Strategy<Value = serde_json::Value> {
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::Bool),
         any::<i64>().prop_map(|n| serde_json::json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| serde_json::json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| serde_json::json!(f)),
         ".{0,12}".prop_map(serde_json::Value::String),
     ];
     let field = prop_oneof![
-        Just("event_id".to_string()), Just("ts".to_string()), Just("user_id".to_string()),
-        Just("experiment".to_string()), Just("variant".to_string()), Just("status".to_string()),
-        Just("latency_ms".to_string()), Just("mode".to_string()), Just("kind".to_string()),
-        Just("value".to_string()), Just("synthetic".to_string()), "[a-z_]{1,8}",
+        Just("event_id".to_string()),
+        Just("ts".to_string()),
+        Just("user_id".to_string()),
+        Just("experiment".to_string()),
+        Just("variant".to_string()),
+        Just("status".to_string()),
+        Just("latency_ms".to_string()),
+        Just("mode".to_string()),
+        Just("kind".to_string()),
+        Just("value".to_string()),
+        Just("synthetic".to_string()),
+        "[a-z_]{1,8}",
     ];
     leaf.prop_recursive(3, 24, 8, move |inner| {
         prop_oneof![
