@@ -45,6 +45,65 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve an embedded Kafka broker (librdkafka's mock cluster) on loopback until interrupted.
     Broker(BrokerArgs),
+    /// Produce JSON lines (one message per line) to a topic, e.g. to replay fixed dead letters.
+    Produce(ProduceArgs),
+    /// Measure decision quality: simulated canaries analysed every few minutes by the real verdict
+    /// code, fixed against sequential tests (false rollbacks of healthy canaries, time to detect).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Canaries per scenario and method.
+    #[arg(long, env = "SHIFTRIGHT_SIM_CANARIES", default_value_t = 1_000)]
+    pub canaries: usize,
+    /// New users per simulated minute, both variants together.
+    #[arg(long, env = "SHIFTRIGHT_SIM_USERS_PER_MINUTE", default_value_t = 100)]
+    pub users_per_minute: u32,
+    /// The canary's share of users.
+    #[arg(long, env = "SHIFTRIGHT_SIM_CANARY_SHARE", default_value_t = 0.05)]
+    pub canary_share: f64,
+    /// Simulated minutes between analyses.
+    #[arg(long, env = "SHIFTRIGHT_SIM_LOOK_EVERY", default_value_t = 5)]
+    pub look_every: u32,
+    /// Simulated minutes until a canary that was not rolled back ends.
+    #[arg(long, env = "SHIFTRIGHT_SIM_HORIZON", default_value_t = 60)]
+    pub horizon: u32,
+    /// The baseline's error rate.
+    #[arg(long, env = "SHIFTRIGHT_SIM_ERROR_RATE", default_value_t = 0.01)]
+    pub error_rate: f64,
+    /// Random seed: one seed, one table.
+    #[arg(long, env = "SHIFTRIGHT_SIM_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Output: a Markdown table, or JSON rows.
+    #[arg(
+        long,
+        env = "SHIFTRIGHT_FORMAT",
+        value_enum,
+        default_value = "markdown"
+    )]
+    pub format: SimulateFormatArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SimulateFormatArg {
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "SHIFTRIGHT_BROKERS")]
+    pub brokers: String,
+    /// Topic to produce to.
+    #[arg(long)]
+    pub topic: String,
+    /// JSON-lines file; `-` reads standard input.
+    pub file: PathBuf,
+    /// Use this JSON field of each line as the message key (e.g. user_id, as producers should).
+    #[arg(long, default_value = "user_id")]
+    pub key_field: String,
 }
 
 /// Topic names, shared by ingest and generate.
@@ -103,12 +162,34 @@ pub struct IngestArgs {
         default_value = "synthetic-,test-"
     )]
     pub synthetic_prefixes: Vec<String>,
-    /// Stop (after flushing) once no message has arrived for this long; default: run until SIGINT/SIGTERM.
+    /// Stop (after flushing) once no message has arrived for this long, counted from the start or the
+    /// last partition assignment (e.g. 30s); default: run until SIGINT/SIGTERM.
     #[arg(long, env = "SHIFTRIGHT_IDLE_EXIT", value_parser = humantime::parse_duration)]
     pub idle_exit: Option<Duration>,
-    /// Extra librdkafka consumer property, key=value (repeatable), e.g. security.protocol=ssl.
+    /// Extra librdkafka consumer property, key=value (repeatable), e.g. security.protocol=ssl; applied
+    /// last, so it can also change the prefetch cap (queued.max.messages.kbytes, default 32768).
     #[arg(long = "kafka-option", env = "SHIFTRIGHT_KAFKA_OPTIONS", value_delimiter = ';', value_parser = parse_key_value)]
     pub kafka_options: Vec<(String, String)>,
+    /// Also send every dead letter to this Kafka topic (payload as sent; reason, detail and source
+    /// topic/partition/offset in headers), at least once, before it is written to Parquet.
+    #[arg(long, env = "SHIFTRIGHT_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (loopback by default); `off` disables.
+    #[arg(long, env = "SHIFTRIGHT_METRICS_ADDR", default_value = "127.0.0.1:9464", value_parser = parse_metrics_addr)]
+    pub metrics_addr: MetricsAddr,
+}
+
+/// `--metrics-addr`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsAddr(pub Option<std::net::SocketAddr>);
+
+fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
+    if matches!(s, "off" | "none" | "") {
+        return Ok(MetricsAddr(None));
+    }
+    s.parse()
+        .map(|a| MetricsAddr(Some(a)))
+        .map_err(|e| format!("expected HOST:PORT or `off`, got {s:?}: {e}"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -132,6 +213,17 @@ pub struct AnalyzeArgs {
     /// Output format.
     #[arg(long, env = "SHIFTRIGHT_FORMAT", value_enum, default_value = "table")]
     pub format: ReportFormatArg,
+    /// Test method, over the experiments file's `method`: `sequential` (anytime-valid confidence
+    /// sequences, safe to re-run every few minutes; the file's default) or `fixed` (classic
+    /// fixed-horizon tests, for one look at a finished experiment).
+    #[arg(long, env = "SHIFTRIGHT_METHOD", value_enum)]
+    pub method: Option<MethodArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MethodArg {
+    Sequential,
+    Fixed,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use shiftright_analyze::config::Method;
 use shiftright_analyze::{ExperimentsFile, QueryFormat, ReportFormat};
 use shiftright_ingest::{IngestConfig, IngestStats};
 use shiftright_traffic::{EmbeddedBroker, JsonLinesSink, KafkaSink, Scenario, TopicNames};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AnalyzeArgs, BrokerArgs, GenerateArgs, IngestArgs, Preset, QueryArgs, QueryFormatArg,
-    ReportFormatArg, TopicArgs,
+    AnalyzeArgs, BrokerArgs, GenerateArgs, IngestArgs, MethodArg, Preset, ProduceArgs, QueryArgs,
+    QueryFormatArg, ReportFormatArg, SimulateArgs, SimulateFormatArg, TopicArgs,
 };
 
 impl TopicArgs {
@@ -41,6 +42,8 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     config.synthetic_prefixes = args.synthetic_prefixes;
     config.idle_exit = args.idle_exit;
     config.kafka_options = args.kafka_options;
+    config.metrics_addr = args.metrics_addr.0;
+    config.dead_letter_topic = args.dead_letter_topic;
     let stats = Arc::new(IngestStats::default());
     let summary = shiftright_ingest::run(config, shutdown, stats).await?;
     eprintln!(
@@ -56,10 +59,16 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
 }
 
 pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
-    let experiments = match &args.experiments {
+    let mut experiments = match &args.experiments {
         Some(path) => ExperimentsFile::load(path)?,
         None => ExperimentsFile::default(),
     };
+    if let Some(method) = args.method {
+        experiments = experiments.with_method(match method {
+            MethodArg::Sequential => Method::Sequential,
+            MethodArg::Fixed => Method::Fixed,
+        });
+    }
     let reports = shiftright_analyze::analyze(&args.data, &experiments, &args.only).await?;
     if reports.is_empty() {
         bail!(
@@ -174,5 +183,83 @@ pub async fn broker(args: BrokerArgs, shutdown: CancellationToken) -> anyhow::Re
     );
     shutdown.cancelled().await;
     drop(broker);
+    Ok(0)
+}
+
+pub async fn produce(args: ProduceArgs) -> anyhow::Result<u8> {
+    use std::io::BufRead;
+    let sent = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        let reader: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
+            Box::new(std::io::BufReader::new(std::io::stdin()))
+        } else {
+            let file = std::fs::File::open(&args.file)
+                .with_context(|| format!("opening {}", args.file.display()))?;
+            Box::new(std::io::BufReader::new(file))
+        };
+        let sink = shiftright_traffic::RawSink::new(&args.brokers)?;
+        let mut sent = 0;
+        for (number, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("reading line {}", number + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let key = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| {
+                    v.get(&args.key_field)
+                        .and_then(|k| k.as_str())
+                        .map(str::to_owned)
+                });
+            sink.send(&args.topic, key.as_deref(), line.as_bytes())?;
+            sent += 1;
+        }
+        sink.finish(Duration::from_secs(120))?;
+        Ok(sent)
+    })
+    .await??;
+    eprintln!("produced {sent} messages");
+    Ok(0)
+}
+
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
+    use shiftright_analyze::simulate::{self, Scenario, SimulationConfig};
+    if !(args.canary_share > 0.0 && args.canary_share < 1.0) {
+        bail!(
+            "--canary-share must be between 0 and 1, got {}",
+            args.canary_share
+        );
+    }
+    if !(args.error_rate > 0.0 && args.error_rate < 1.0) {
+        bail!(
+            "--error-rate must be between 0 and 1, got {}",
+            args.error_rate
+        );
+    }
+    if args.look_every == 0 || args.horizon < args.look_every || args.canaries == 0 {
+        bail!("need --canaries ≥ 1 and --horizon ≥ --look-every ≥ 1");
+    }
+    let config = SimulationConfig {
+        canaries: args.canaries,
+        users_per_minute: args.users_per_minute,
+        canary_share: args.canary_share,
+        look_every_min: args.look_every,
+        horizon_min: args.horizon,
+        base_error_rate: args.error_rate,
+        seed: args.seed,
+        ..SimulationConfig::default()
+    };
+    let progress = |scenario: &Scenario, method: Method| {
+        eprintln!(
+            "simulating {} canaries, {}: {}…",
+            config.canaries,
+            method.name(),
+            scenario.name
+        );
+    };
+    let results = simulate::run(&config, &Scenario::standard(), &progress);
+    match args.format {
+        SimulateFormatArg::Markdown => print!("{}", simulate::to_markdown(&config, &results)),
+        SimulateFormatArg::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+    }
     Ok(0)
 }

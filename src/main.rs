@@ -48,6 +48,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Generate(args) => commands::generate(args).await,
         Command::Demo(args) => demo::run(args, shutdown).await,
         Command::Broker(args) => commands::broker(args, shutdown).await,
+        Command::Produce(args) => commands::produce(args).await,
+        Command::Simulate(args) => commands::simulate(args),
     }
 }
 

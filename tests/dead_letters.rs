@@ -13,7 +13,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use shiftright_traffic::EmbeddedBroker;
 
 fn request(id: &str) -> String {
-    let ts = chrono::Utc::now().timestamp_millis();
+    request_at(id, &chrono::Utc::now().timestamp_millis().to_string())
+}
+
+/// A good request event whose `ts` is the JSON text `ts`.
+fn request_at(id: &str, ts: &str) -> String {
     format!(
         r#"{{"event_id":"{id}","ts":{ts},"user_id":"u-{id}","experiment":"x","variant":"v1","status":200,"latency_ms":3.5}}"#
     )
@@ -28,7 +32,7 @@ async fn malformed_messages_become_dead_letters_with_their_offsets() {
 
 async fn run() {
     let broker = EmbeddedBroker::start(1).unwrap();
-    for topic in ["requests", "business", "exposures"] {
+    for topic in ["requests", "business", "exposures", "rejects"] {
         broker.create_topic(topic, 1).unwrap();
     }
     let producer: FutureProducer = ClientConfig::new()
@@ -62,12 +66,9 @@ async fn run() {
     drop(producer);
 
     let out = tempfile::tempdir().unwrap();
-    let summary = ingest_until(
-        common::test_config(broker.bootstrap_servers(), out.path(), "dl"),
-        6,
-        Duration::from_secs(60),
-    )
-    .await;
+    let mut config = common::test_config(broker.bootstrap_servers(), out.path(), "dl");
+    config.dead_letter_topic = Some("rejects".into());
+    let summary = ingest_until(config, 6, Duration::from_secs(60)).await;
     assert_eq!((summary.request_rows, summary.dead_letters), (4, 2));
 
     let batches = shiftright_analyze::query(
@@ -128,4 +129,199 @@ async fn run() {
         })
         .collect();
     assert_eq!(ids, vec!["a", "b", "c", "e"]);
+
+    // The copies sent to the dead-letter topic carry the payload and the provenance.
+    let brokers = broker.bootstrap_servers().to_string();
+    let copies = tokio::task::spawn_blocking(move || read_topic(&brokers, "rejects", 2))
+        .await
+        .unwrap();
+    assert_eq!(copies.len(), 2);
+    assert_eq!(copies[0].0, payloads[2]);
+    assert_eq!(
+        copies[0].1.get("shiftright.reason").map(String::as_str),
+        Some("invalid_json")
+    );
+    assert_eq!(
+        copies[1]
+            .1
+            .get("shiftright.source_offset")
+            .map(String::as_str),
+        Some("4")
+    );
+}
+
+/// Reads `n` messages (payload, headers) from partition 0 of `topic`.
+fn read_topic(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+) -> Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    drop(tpl);
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while out.len() < n && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| {
+                            (
+                                x.key.to_string(),
+                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((m.payload().unwrap_or_default().to_vec(), headers));
+        }
+    }
+    out
+}
+
+/// Every class of bad input, mixed with good events: good ones land, bad ones are dead letters with
+/// the right reason, and the counts add up to what was produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_class_of_bad_input_has_its_reason() {
+    tokio::time::timeout(Duration::from_secs(120), every_class())
+        .await
+        .expect("took over 2 minutes");
+}
+
+async fn every_class() {
+    use std::collections::BTreeMap;
+
+    let broker = EmbeddedBroker::start(1).unwrap();
+    for topic in ["requests", "business", "exposures"] {
+        broker.create_topic(topic, 2).unwrap();
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .create()
+        .unwrap();
+    let good = request("good");
+    let big = request("big").replace("\"x\"", &format!("\"{}\"", "x".repeat(8_000)));
+    let cases: Vec<(Option<Vec<u8>>, &str)> = vec![
+        (None, "empty"),
+        (Some(Vec::new()), "empty"),
+        (Some(big.into_bytes()), "too_large"),
+        (Some(vec![0xc3, 0x28, b'{', b'}']), "invalid_utf8"),
+        (Some(b"{\"event_id\":".to_vec()), "invalid_json"),
+        (
+            Some(good.replace("3.5", "1e999").into_bytes()),
+            "invalid_json",
+        ),
+        (Some(b"\"just a string\"".to_vec()), "not_an_object"),
+        (
+            Some(good.replace("\"user_id\":\"u-good\",", "").into_bytes()),
+            "missing_field",
+        ),
+        (
+            Some(
+                good.replace("\"status\":200", "\"status\":\"200\"")
+                    .into_bytes(),
+            ),
+            "wrong_type",
+        ),
+        (
+            Some(good.replace("3.5", "-3.5").into_bytes()),
+            "invalid_value",
+        ),
+        (
+            Some(
+                good.replace("\"status\":200", "\"status\":700")
+                    .into_bytes(),
+            ),
+            "invalid_value",
+        ),
+        (
+            Some(
+                good.replace("\"status\":200", "\"status\":200,\"mode\":\"replay\"")
+                    .into_bytes(),
+            ),
+            "invalid_value",
+        ),
+        (
+            Some(request_at("t1", "\"yesterday\"").into_bytes()),
+            "invalid_timestamp",
+        ),
+        (
+            Some(request_at("t2", "1.5").into_bytes()),
+            "invalid_timestamp",
+        ),
+        (
+            Some(request_at("t3", "1000").into_bytes()),
+            "timestamp_out_of_range",
+        ),
+        (
+            Some(request_at("t4", "\"2999-01-01T00:00:00Z\"").into_bytes()),
+            "timestamp_out_of_range",
+        ),
+    ];
+    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut good_count = 0;
+    for (i, (payload, reason)) in cases.iter().enumerate() {
+        for (j, p) in [
+            Some(request(&format!("g{i}")).into_bytes()),
+            payload.clone(),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let key = format!("k{i}-{j}");
+            let mut record = FutureRecord::<String, Vec<u8>>::to("requests").key(&key);
+            if let Some(p) = p {
+                record = record.payload(p);
+            }
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .expect("delivered");
+        }
+        good_count += 1;
+        *expected.entry(*reason).or_default() += 1;
+    }
+    drop(producer);
+
+    let out = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(broker.bootstrap_servers(), out.path(), "classes");
+    config.max_message_bytes = 4_096;
+    let total = 2 * cases.len() as u64;
+    let summary = ingest_until(config, total, Duration::from_secs(60)).await;
+    assert_eq!(summary.request_rows, good_count);
+    assert_eq!(summary.dead_letters, cases.len() as u64);
+
+    let batches = shiftright_analyze::query(
+        out.path(),
+        "SELECT reason, COUNT(*) AS n FROM dead_letters GROUP BY reason",
+    )
+    .await
+    .unwrap();
+    let mut found: BTreeMap<String, u64> = BTreeMap::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            found.insert(
+                b.column(0).as_string::<i32>().value(i).to_string(),
+                b.column(1).as_primitive::<Int64Type>().value(i) as u64,
+            );
+        }
+    }
+    let expected: BTreeMap<String, u64> = expected
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(found, expected);
 }

@@ -10,6 +10,8 @@
 //! harm_budget = 100        # excess errors a canary may cause before it is rolled back, significance or not
 //! correction = "holm"      # or "bh": correction across guardrails
 //! max_multiple_exposure = 0.01
+//! method = "sequential"    # or "fixed": anytime-valid tests for repeated looks (the default), or classic ones
+//! n_star = 5000            # users (both arms) at which the sequential interval is tightest
 //!
 //! [experiments.checkout-canary]
 //! baseline = "v1"
@@ -37,6 +39,29 @@ pub enum Correction {
     Bh,
 }
 
+/// How the tests treat repeated looks at one experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Anytime-valid confidence sequences: analysing a canary every few minutes keeps the
+    /// false-rollback rate at α. The default, for gating.
+    #[default]
+    Sequential,
+    /// Classic fixed-horizon tests: valid for one look at a planned sample size (a nightly
+    /// report of a finished test), inflated when re-run as data arrives.
+    Fixed,
+}
+
+impl Method {
+    /// The name as the report and the command line spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Sequential => "sequential",
+            Method::Fixed => "fixed",
+        }
+    }
+}
+
 /// Settings of one experiment, after defaults are applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentSettings {
@@ -60,6 +85,11 @@ pub struct ExperimentSettings {
     pub correction: Correction,
     /// Share of users seen in two variants above which the experiment is INVALID. Default 0.01.
     pub max_multiple_exposure: f64,
+    /// Fixed-horizon or sequential tests. Default sequential.
+    pub method: Method,
+    /// Tuning of the confidence sequence: the total number of users at which it is tightest.
+    /// Default 5,000 (GrowthBook's); set it near the users a canary has when it is usually decided.
+    pub n_star: f64,
 }
 
 impl Default for ExperimentSettings {
@@ -75,6 +105,8 @@ impl Default for ExperimentSettings {
             traffic_cap: None,
             correction: Correction::Holm,
             max_multiple_exposure: 0.01,
+            method: Method::Sequential,
+            n_star: crate::stats::DEFAULT_N_STAR,
         }
     }
 }
@@ -100,6 +132,8 @@ struct Overrides {
     traffic_cap: Option<f64>,
     correction: Option<Correction>,
     max_multiple_exposure: Option<f64>,
+    method: Option<Method>,
+    n_star: Option<f64>,
 }
 
 impl Overrides {
@@ -120,7 +154,9 @@ impl Overrides {
             p99_ratio,
             harm_budget,
             correction,
-            max_multiple_exposure
+            max_multiple_exposure,
+            method,
+            n_star
         );
         if let Some(v) = self.traffic_cap {
             s.traffic_cap = Some(v);
@@ -183,6 +219,15 @@ impl ExperimentsFile {
             .cloned()
             .unwrap_or_else(|| self.defaults.clone())
     }
+
+    /// Forces one method on every experiment (`analyze --method`), over what the file says.
+    pub fn with_method(mut self, method: Method) -> Self {
+        self.defaults.method = method;
+        for settings in self.experiments.values_mut() {
+            settings.method = method;
+        }
+        self
+    }
 }
 
 fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
@@ -231,6 +276,13 @@ fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
             "max_multiple_exposure",
             "a share between 0 and 1",
             s.max_multiple_exposure.to_string(),
+        );
+    }
+    if !(s.n_star >= 1.0 && s.n_star.is_finite()) {
+        return fail(
+            "n_star",
+            "a number of users ≥ 1 (e.g. 5000)",
+            s.n_star.to_string(),
         );
     }
     if let Some(weights) = &s.weights {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Correction, ExperimentSettings, DEFAULT_BASELINES};
+use crate::config::{Correction, ExperimentSettings, Method, DEFAULT_BASELINES};
 use crate::metrics::{blast_radius, compare, variant_stats};
 use crate::report::{DataQuality, Report, Srm, Verdict};
 use crate::stats;
@@ -195,8 +195,12 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
         (Verdict::Rollback, rollback)
     } else if pending.is_empty() && !comparisons.is_empty() {
         let mut r = vec![format!(
-            "every guardrail is shown non-inferior at {:.0}% confidence with at least {} users per variant",
+            "every guardrail is shown non-inferior at {:.0}% confidence ({}) with at least {} users per variant",
             settings.confidence * 100.0,
+            match settings.method {
+                Method::Sequential => "anytime-valid",
+                Method::Fixed => "fixed horizon",
+            },
             settings.min_users
         )];
         for c in comparisons.iter().filter(|c| c.guardrail.is_some()) {
@@ -222,7 +226,8 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
         experiment: experiment.to_string(),
         verdict,
         reasons,
-        method: "fixed".into(),
+        method: settings.method.name().into(),
+        n_star: (settings.method == Method::Sequential).then_some(settings.n_star),
         confidence: settings.confidence,
         baseline,
         srm,
@@ -230,6 +235,7 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
             multiple_variant_users: users.multiple_variants,
             multiple_variant_share: multiple_share,
             synthetic_users: users.synthetic.clone(),
+            duplicates_dropped: users.duplicates_dropped,
         },
         variants,
         comparisons,
@@ -320,3 +326,6 @@ fn srm_check(
             .then(|| "too few users to test".to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod queries;
 pub mod render;
 pub mod report;
+pub mod simulate;
 pub mod stats;
 pub mod tables;
 pub mod users;

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::ExperimentSettings;
+use crate::config::{ExperimentSettings, Method};
 use crate::report::{BlastRadius, Comparison, Guardrail, Latency, QuantileValue, VariantMetrics};
-use crate::stats::{self, ClusteredSample, Estimate, MeanStats, QuantileEstimate, RatioStats};
+use crate::stats::{
+    self, ClusteredSample, Estimate, Horizon, MeanStats, QuantileEstimate, RatioStats,
+};
 use crate::users::UserRow;
 
 /// Quantiles reported for latency.
@@ -144,6 +146,31 @@ fn comparison(
     }
 }
 
+/// The horizon of a comparison: sequential tests count the users of both arms.
+pub fn horizon(
+    base: &VariantStats,
+    variant: &VariantStats,
+    settings: &ExperimentSettings,
+) -> Horizon {
+    match settings.method {
+        Method::Fixed => Horizon::Fixed,
+        Method::Sequential => Horizon::Sequential {
+            n: (base.users + variant.users) as f64,
+            n_star: settings.n_star,
+        },
+    }
+}
+
+/// A fixed-horizon estimate, as the method reports it: under `Sequential` the interval is the
+/// confidence sequence's and the p-value the always-valid one.
+fn widen(estimate: Option<Estimate>, horizon: Horizon, alpha: f64) -> Option<Estimate> {
+    let e = estimate?;
+    Some(match horizon {
+        Horizon::Fixed => e,
+        Horizon::Sequential { n, n_star } => stats::sequential_interval(&e, n, n_star, alpha),
+    })
+}
+
 /// Every comparison of `variant` with `base`. Guardrail fields are filled in except the corrected
 /// p-values and the breach, which need all guardrails of the experiment (see `decision`).
 pub fn compare(
@@ -152,6 +179,8 @@ pub fn compare(
     settings: &ExperimentSettings,
 ) -> Vec<Comparison> {
     let alpha = settings.alpha();
+    let h = horizon(base, variant, settings);
+    let at = |e: Option<Estimate>| widen(e, h, alpha);
     let mut out = Vec::new();
 
     let rate = |s: &VariantStats| (s.errors.sum_y > 0.0).then(|| s.errors.ratio());
@@ -160,12 +189,18 @@ pub fn compare(
         base,
         variant,
         (rate(base), rate(variant)),
-        stats::ratio_diff(&base.errors, &variant.errors, alpha),
-        stats::ratio_relative(&base.errors, &variant.errors, alpha),
+        at(stats::ratio_diff(&base.errors, &variant.errors, alpha)),
+        at(stats::ratio_relative(&base.errors, &variant.errors, alpha)),
         alpha,
     );
-    let margin = stats::ratio_margin_test(&base.errors, &variant.errors, settings.error_rate_ratio);
-    let upper = stats::ratio_upper_bound(&base.errors, &variant.errors, alpha);
+    let margin = stats::ratio_margin_test_at(
+        &base.errors,
+        &variant.errors,
+        settings.error_rate_ratio,
+        alpha,
+        h,
+    );
+    let upper = stats::ratio_upper_bound_at(&base.errors, &variant.errors, alpha, h);
     error_rate.guardrail = Some(Guardrail {
         threshold: settings.error_rate_ratio,
         ratio: error_rate.relative_lift.map(|l| l + 1.0),
@@ -182,8 +217,8 @@ pub fn compare(
         let (b, v) = (base.p(i), variant.p(i));
         let (diff, lift) = match (b, v) {
             (Some(b), Some(v)) => (
-                stats::quantile_diff(b, v, alpha),
-                stats::quantile_relative(b, v, alpha),
+                at(stats::quantile_diff(b, v, alpha)),
+                at(stats::quantile_relative(b, v, alpha)),
             ),
             _ => (None, None),
         };
@@ -199,8 +234,8 @@ pub fn compare(
         if *name == "p99" {
             let (margin_p, upper) = match (b, v) {
                 (Some(b), Some(v)) => (
-                    stats::quantile_margin_test(b, v, settings.p99_ratio),
-                    stats::quantile_ratio_upper_bound(b, v, alpha),
+                    stats::quantile_margin_test_at(b, v, settings.p99_ratio, alpha, h),
+                    stats::quantile_ratio_upper_bound_at(b, v, alpha, h),
                 ),
                 _ => (None, None),
             };
@@ -224,8 +259,16 @@ pub fn compare(
         base,
         variant,
         (mean(&base.conversion), mean(&variant.conversion)),
-        stats::welch_diff(&base.conversion, &variant.conversion, alpha),
-        stats::relative_lift(&base.conversion, &variant.conversion, alpha),
+        at(stats::welch_diff(
+            &base.conversion,
+            &variant.conversion,
+            alpha,
+        )),
+        at(stats::relative_lift(
+            &base.conversion,
+            &variant.conversion,
+            alpha,
+        )),
         alpha,
     ));
     out.push(comparison(
@@ -233,8 +276,8 @@ pub fn compare(
         base,
         variant,
         (mean(&base.revenue), mean(&variant.revenue)),
-        stats::welch_diff(&base.revenue, &variant.revenue, alpha),
-        stats::relative_lift(&base.revenue, &variant.revenue, alpha),
+        at(stats::welch_diff(&base.revenue, &variant.revenue, alpha)),
+        at(stats::relative_lift(&base.revenue, &variant.revenue, alpha)),
         alpha,
     ));
     out

@@ -47,6 +47,10 @@ pub const QUERIES: &[NamedQuery] = &[
         sql: include_str!("../../queries/duplicates.sql"),
     },
     NamedQuery {
+        name: "duplicate_events",
+        sql: include_str!("../../queries/duplicate_events.sql"),
+    },
+    NamedQuery {
         name: "dead_letters_by_reason",
         sql: include_str!("../../queries/dead_letters_by_reason.sql"),
     },

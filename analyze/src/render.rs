@@ -156,10 +156,11 @@ pub fn to_table(reports: &[Report]) -> String {
         }
         let _ = writeln!(
             out,
-            "baseline {} · {} · {:.0}% confidence · {} users in two variants excluded",
+            "baseline {} · {} · {:.0}% confidence, {} · {} users in two variants excluded",
             r.baseline.as_deref().unwrap_or("none"),
             srm_line(r),
             r.confidence * 100.0,
+            method_line(r),
             r.data_quality.multiple_variant_users
         );
         for (header, rows) in [variant_rows(r), comparison_rows(r)] {
@@ -175,6 +176,13 @@ pub fn to_table(reports: &[Report]) -> String {
     out
 }
 
+fn method_line(r: &Report) -> String {
+    match r.n_star {
+        Some(n_star) => format!("sequential (anytime-valid, N* = {n_star:.0})"),
+        None => format!("{} horizon", r.method),
+    }
+}
+
 /// Markdown rendering of the reports.
 pub fn to_markdown(reports: &[Report]) -> String {
     let mut out = String::new();
@@ -185,9 +193,11 @@ pub fn to_markdown(reports: &[Report]) -> String {
         }
         let _ = writeln!(
             out,
-            "\nBaseline `{}`. {}.\n",
+            "\nBaseline `{}`. {}. {:.0}% confidence, {}.\n",
             r.baseline.as_deref().unwrap_or("none"),
-            srm_line(r)
+            srm_line(r),
+            r.confidence * 100.0,
+            method_line(r)
         );
         for (header, rows) in [variant_rows(r), comparison_rows(r)] {
             let _ = writeln!(out, "| {} |", header.join(" | "));

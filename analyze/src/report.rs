@@ -56,8 +56,11 @@ pub struct Report {
     pub verdict: Verdict,
     /// Why, in words, most important first.
     pub reasons: Vec<String>,
-    /// `fixed`: fixed-horizon tests.
+    /// `sequential`: anytime-valid confidence sequences (safe to re-run as data arrives);
+    /// `fixed`: fixed-horizon tests (one look).
     pub method: String,
+    /// Tuning N* of the confidence sequence (`sequential` only).
+    pub n_star: Option<f64>,
     /// Two-sided confidence level of intervals.
     pub confidence: f64,
     /// The baseline variant.
@@ -100,6 +103,8 @@ pub struct DataQuality {
     pub multiple_variant_share: f64,
     /// Synthetic users per variant (reported, excluded from decisions).
     pub synthetic_users: BTreeMap<String, u64>,
+    /// Request and exposure events resent under an `event_id` already seen, counted once.
+    pub duplicates_dropped: u64,
 }
 
 /// A quantile estimate with its confidence interval (null until there are enough observations).

@@ -38,6 +38,8 @@ pub struct ExperimentUsers {
     pub synthetic: BTreeMap<String, u64>,
     /// Non-synthetic users seen in more than one variant (excluded).
     pub multiple_variants: u64,
+    /// Request and exposure events resent under an `event_id` already seen (counted once).
+    pub duplicates_dropped: u64,
 }
 
 impl ExperimentUsers {
@@ -138,5 +140,38 @@ pub async fn load(
                 });
         }
     }
+    load_duplicates(ctx, &mut out).await?;
     Ok(out)
+}
+
+/// Counts, per experiment, the events the analysis dropped as resent duplicates.
+async fn load_duplicates(
+    ctx: &SessionContext,
+    out: &mut BTreeMap<String, ExperimentUsers>,
+) -> Result<()> {
+    const NAME: &str = "duplicate_events";
+    let sql = queries::named(NAME)
+        .ok_or_else(|| Error::UnknownQuery(NAME.into()))?
+        .sql;
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(Error::query(NAME))?
+        .collect()
+        .await
+        .map_err(Error::query(NAME))?;
+    for batch in batches {
+        let experiment = column(&batch, "experiment", &DataType::Utf8)?;
+        let duplicates = column(&batch, "duplicates", &DataType::Int64)?;
+        let (experiment, duplicates) = (
+            experiment.as_string::<i32>(),
+            duplicates.as_primitive::<Int64Type>(),
+        );
+        for i in 0..batch.num_rows() {
+            if let Some(users) = out.get_mut(experiment.value(i)) {
+                users.duplicates_dropped = duplicates.value(i).max(0) as u64;
+            }
+        }
+    }
+    Ok(())
 }

@@ -38,10 +38,16 @@ pub struct IngestConfig {
     pub max_event_future: Duration,
     /// User-id prefixes that mark a user as synthetic. Default `synthetic-`, `test-`.
     pub synthetic_prefixes: Vec<String>,
-    /// Stop after this long without a message (for batch runs and scripts). Default: never.
+    /// Stop after this long without a message since the start or the last partition assignment (for
+    /// batch runs and scripts). Default: never.
     pub idle_exit: Option<Duration>,
     /// Extra librdkafka consumer properties, `key=value`, applied last.
     pub kafka_options: Vec<(String, String)>,
+    /// Where to serve Prometheus metrics (`/metrics`); None: not served. The library default is
+    /// None; the command line's is 127.0.0.1:9464.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Also send every dead letter to this Kafka topic (at least once); None: Parquet only.
+    pub dead_letter_topic: Option<String>,
 }
 
 impl IngestConfig {
@@ -64,6 +70,8 @@ impl IngestConfig {
             synthetic_prefixes: vec!["synthetic-".into(), "test-".into()],
             idle_exit: None,
             kafka_options: Vec::new(),
+            metrics_addr: None,
+            dead_letter_topic: None,
         }
     }
 
@@ -107,6 +115,11 @@ impl IngestConfig {
                 return bad(format!(
                     "topic {topic:?} is configured for two tables; each table needs its own topic"
                 ));
+            }
+        }
+        if let Some(dlt) = &self.dead_letter_topic {
+            if topics.contains(&dlt.as_str()) {
+                return bad(format!("the dead-letter topic {dlt:?} is also an event topic; it would read its own rejects"));
             }
         }
         if self.flush_rows == 0 {

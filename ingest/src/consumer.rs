@@ -4,12 +4,13 @@
 //! before it flushes anything, so it never writes rows of a partition it no longer owns.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -17,6 +18,7 @@ use crate::buffer::TopicPartition;
 use crate::config::IngestConfig;
 use crate::error::{Error, Result};
 use crate::offsets::recover_partition;
+use crate::stats::IngestStats;
 
 /// The consumer type the pipeline runs.
 pub type IngestConsumer = StreamConsumer<IngestContext>;
@@ -38,6 +40,7 @@ pub enum RebalanceEvent {
 pub struct IngestContext {
     out_dir: PathBuf,
     events: Mutex<Vec<RebalanceEvent>>,
+    stats: Arc<IngestStats>,
 }
 
 impl IngestContext {
@@ -67,7 +70,25 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
-impl ClientContext for IngestContext {}
+impl ClientContext for IngestContext {
+    /// librdkafka's periodic statistics carry each partition's consumer lag.
+    fn stats(&self, statistics: Statistics) {
+        for (name, topic) in statistics.topics {
+            for (partition, p) in topic.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" entry; lag is -1 until known.
+                if partition >= 0 && p.desired && p.consumer_lag >= 0 {
+                    self.stats.set_lag(
+                        TopicPartition {
+                            topic: name.clone(),
+                            partition,
+                        },
+                        p.consumer_lag,
+                    );
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for IngestContext {
     fn rebalance(
@@ -132,7 +153,7 @@ impl ConsumerContext for IngestContext {
 }
 
 /// Creates the consumer and subscribes it to the three event topics.
-pub fn create_consumer(config: &IngestConfig) -> Result<IngestConsumer> {
+pub fn create_consumer(config: &IngestConfig, stats: Arc<IngestStats>) -> Result<IngestConsumer> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)
@@ -144,13 +165,15 @@ pub fn create_consumer(config: &IngestConfig) -> Result<IngestConsumer> {
         .set("session.timeout.ms", "10000")
         // librdkafka's own prefetch is part of the memory budget: bound it.
         .set("queued.max.messages.kbytes", "32768")
-        .set("client.id", "shiftright-ingest");
+        .set("client.id", "shiftright-ingest")
+        .set("statistics.interval.ms", "5000");
     for (key, value) in &config.kafka_options {
         client.set(key, value);
     }
     let context = IngestContext {
         out_dir: config.out_dir.clone(),
         events: Mutex::new(Vec::new()),
+        stats,
     };
     let consumer: IngestConsumer =
         client

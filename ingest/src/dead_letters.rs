@@ -88,3 +88,109 @@ pub fn dead_letters_to_batch(letters: &[DeadLetter]) -> Result<RecordBatch> {
         source,
     })
 }
+
+/// Copies dead letters to a Kafka topic, for teams that alert or replay from Kafka. The copy is
+/// sent and acknowledged *before* the batch is written to Parquet, so it is at least once: a crash
+/// after sending and before the write re-reads the messages and sends them again (the headers carry
+/// the source topic, partition and offset to deduplicate on). A failed send fails the flush; the
+/// ingest then stops without committing and nothing is lost.
+pub struct DeadLetterForwarder {
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+}
+
+impl std::fmt::Debug for DeadLetterForwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterForwarder")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl DeadLetterForwarder {
+    /// A producer for `topic` on `brokers`, with the ingest's extra Kafka options that apply.
+    pub fn new(brokers: &str, topic: &str) -> Result<Self> {
+        let producer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("message.timeout.ms", "30000")
+            .set("client.id", "shiftright-dead-letters")
+            .create()
+            .map_err(|source| Error::Kafka {
+                context: format!("creating the dead-letter producer for {brokers}"),
+                source,
+            })?;
+        Ok(DeadLetterForwarder {
+            producer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Sends `letters` and waits until every one is acknowledged.
+    pub async fn forward<'a>(
+        &self,
+        letters: impl Iterator<Item = &'a DeadLetter>,
+    ) -> Result<usize> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        use rdkafka::producer::FutureRecord;
+        let mut pending = Vec::new();
+        for l in letters {
+            let partition = l.partition.to_string();
+            let offset = l.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "shiftright.reason",
+                    value: Some(l.rejection.reason.code()),
+                })
+                .insert(Header {
+                    key: "shiftright.detail",
+                    value: Some(&l.rejection.detail),
+                })
+                .insert(Header {
+                    key: "shiftright.source_topic",
+                    value: Some(&l.topic),
+                })
+                .insert(Header {
+                    key: "shiftright.source_partition",
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: "shiftright.source_offset",
+                    value: Some(&offset),
+                });
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
+            if let Some(key) = &l.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(payload) = &l.payload {
+                record = record.payload(payload.as_slice());
+            }
+            let delivery =
+                self.producer
+                    .send_result(record)
+                    .map_err(|(source, _)| Error::Kafka {
+                        context: format!("queueing a dead letter for {}", self.topic),
+                        source,
+                    })?;
+            pending.push(delivery);
+        }
+        let sent = pending.len();
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((source, _))) => {
+                    return Err(Error::Kafka {
+                        context: format!("sending a dead letter to {}", self.topic),
+                        source,
+                    })
+                }
+                Err(_) => {
+                    return Err(Error::Config(format!(
+                        "the dead-letter producer for {} shut down",
+                        self.topic
+                    )))
+                }
+            }
+        }
+        Ok(sent)
+    }
+}

@@ -25,6 +25,7 @@ pub mod consumer;
 pub mod dead_letters;
 pub mod decode;
 pub mod error;
+pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod stats;

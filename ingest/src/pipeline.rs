@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::buffer::{Buffers, FlushPolicy, TopicPartition};
 use crate::config::IngestConfig;
 use crate::consumer::{create_consumer, IngestConsumer, RebalanceEvent};
-use crate::dead_letters::DeadLetter;
+use crate::dead_letters::{DeadLetter, DeadLetterForwarder};
 use crate::decode::{Decoder, RejectReason, Rejection};
 use crate::error::{Error, Result};
 use crate::stats::{IngestStats, IngestSummary};
@@ -36,6 +36,8 @@ struct Pipeline {
     decoder: Decoder,
     buffers: Buffers,
     stats: Arc<IngestStats>,
+    /// Copies dead letters to Kafka, when configured.
+    forwarder: Option<DeadLetterForwarder>,
     /// Offsets made durable and not yet committed synchronously at shutdown.
     durable: HashMap<TopicPartition, i64>,
     last_message: Instant,
@@ -51,7 +53,23 @@ pub async fn run(
     config.validate()?;
     std::fs::create_dir_all(&config.out_dir)
         .map_err(|e| Error::io(&config.out_dir, "creating the output directory", e))?;
-    let consumer = create_consumer(&config)?;
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Error::Config(format!(
+                "cannot serve metrics on {addr}: {e}; pass another --metrics-addr, or `off`"
+            ))
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io(".", "reading the metrics address", e))?;
+        tracing::info!(addr = %local, "serving Prometheus metrics at http://{local}/metrics");
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            stats.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let consumer = create_consumer(&config, stats.clone())?;
     let policy = FlushPolicy {
         rows: config.flush_rows,
         bytes: config.flush_bytes,
@@ -62,7 +80,12 @@ pub async fn run(
         brokers = %config.brokers, group = %config.group_id, topics = ?config.topics(),
         out = %config.out_dir.display(), "ingest started"
     );
+    let forwarder = match &config.dead_letter_topic {
+        Some(topic) => Some(DeadLetterForwarder::new(&config.brokers, topic)?),
+        None => None,
+    };
     let mut pipeline = Pipeline {
+        forwarder,
         decoder: Decoder::new(&config),
         buffers: Buffers::new(policy),
         config,
@@ -133,7 +156,9 @@ impl Pipeline {
     fn apply_rebalance_events(&mut self, consumer: &IngestConsumer) -> Result<()> {
         for event in consumer.context().drain() {
             match event {
-                RebalanceEvent::Assigned(_) => {}
+                // Joining a group can take a session timeout after a crash; idleness counts from
+                // the assignment, so `--idle-exit` never stops a consumer that has not started.
+                RebalanceEvent::Assigned(_) => self.last_message = Instant::now(),
                 RebalanceEvent::Revoked(partitions) => {
                     for tp in partitions {
                         if let Some(dropped) = self.buffers.take(&tp) {
@@ -143,6 +168,7 @@ impl Pipeline {
                             );
                         }
                         self.durable.remove(&tp);
+                        self.stats.forget(&tp);
                     }
                 }
                 RebalanceEvent::Failed(error) => return Err(error),
@@ -193,6 +219,11 @@ impl Pipeline {
         let Some(buffer) = self.buffers.take(tp) else {
             return Ok(());
         };
+        if let Some(forwarder) = &self.forwarder {
+            forwarder
+                .forward(buffer.dead_letters.values().flatten())
+                .await?;
+        }
         let out_dir: PathBuf = self.config.out_dir.clone();
         let started = Instant::now();
         let (buffer, written) = tokio::task::spawn_blocking(move || {
@@ -201,13 +232,7 @@ impl Pipeline {
         })
         .await?;
         let outcome = written?;
-        self.stats.flushed(
-            buffer.table,
-            outcome.rows,
-            outcome.dead_letters,
-            outcome.files.len(),
-            outcome.bytes,
-        );
+        self.stats.flushed(tp, outcome.next_offset, &outcome.record);
         tracing::debug!(
             partition = %tp, first = buffer.first_offset, last = buffer.last_offset, rows = outcome.rows,
             dead_letters = outcome.dead_letters, files = outcome.files.len(), bytes = outcome.bytes,

@@ -1,22 +1,59 @@
-//! Counters of the ingest's progress, shared with whoever started it (the demo waits on them, a
-//! Prometheus endpoint can export them) and summed up when it stops.
+//! What the ingest counts, and its Prometheus rendering: messages consumed; rows, bytes and files
+//! written per table; dead letters by reason; flush durations; and per partition the last durable
+//! offset and the consumer lag. Updated from the pipeline and the consumer's statistics callback,
+//! read by the metrics endpoint, the demo and the tests.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use shiftright_schemas::Table;
+
+use crate::buffer::TopicPartition;
+use crate::decode::RejectReason;
+
+/// Upper bounds (seconds) of the flush-duration histogram buckets.
+const FLUSH_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+const TABLES: [Table; 4] = [
+    Table::Requests,
+    Table::Business,
+    Table::Exposures,
+    Table::DeadLetters,
+];
+
+fn table_index(table: Table) -> usize {
+    TABLES.iter().position(|t| *t == table).unwrap_or(3)
+}
+
+/// Per-partition gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionGauges {
+    /// One past the last offset in durable files (what a restart resumes from).
+    pub next_durable_offset: Option<i64>,
+    /// High watermark minus the committed offset, from librdkafka's statistics.
+    pub lag: Option<i64>,
+}
 
 /// Live counters; cheap to update from the pipeline and to read from anywhere.
 #[derive(Debug, Default)]
 pub struct IngestStats {
     messages: AtomicU64,
-    rows: [AtomicU64; 3],
-    dead_letters: AtomicU64,
-    files: AtomicU64,
-    bytes: AtomicU64,
+    rows: [AtomicU64; 4],
+    bytes: [AtomicU64; 4],
+    files: [AtomicU64; 4],
+    dead_letters: [AtomicU64; RejectReason::ALL.len()],
     flushes: AtomicU64,
+    flush_micros: AtomicU64,
+    flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
+    partitions: Mutex<BTreeMap<TopicPartition, PartitionGauges>>,
 }
 
-/// A copy of the counters at one moment.
+/// A copy of the main counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IngestSummary {
     /// Kafka messages read (rows + dead letters, including ones buffered but not yet written).
@@ -49,13 +86,19 @@ impl IngestSummary {
     }
 }
 
-fn table_index(table: Table) -> Option<usize> {
-    match table {
-        Table::Requests => Some(0),
-        Table::Business => Some(1),
-        Table::Exposures => Some(2),
-        Table::DeadLetters => None,
-    }
+/// What one durable flush wrote, for the counters.
+#[derive(Debug, Clone, Default)]
+pub struct FlushRecord {
+    /// Rows per table (dead letters under `Table::DeadLetters`).
+    pub rows: Vec<(Table, u64)>,
+    /// Bytes per table.
+    pub bytes: Vec<(Table, u64)>,
+    /// Files per table.
+    pub files: Vec<(Table, u64)>,
+    /// Dead letters by reason.
+    pub dead_letters: Vec<(RejectReason, u64)>,
+    /// How long writing took.
+    pub duration: Duration,
 }
 
 impl IngestStats {
@@ -64,26 +107,74 @@ impl IngestStats {
         self.messages.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A flush batch was made durable.
-    pub fn flushed(
-        &self,
-        table: Table,
-        rows: usize,
-        dead_letters: usize,
-        files: usize,
-        bytes: u64,
-    ) {
-        if let Some(i) = table_index(table) {
-            self.rows[i].fetch_add(rows as u64, Ordering::Relaxed);
+    /// A flush batch of `source` was made durable up to `next_offset`.
+    pub fn flushed(&self, source: &TopicPartition, next_offset: i64, record: &FlushRecord) {
+        for (table, n) in &record.rows {
+            self.rows[table_index(*table)].fetch_add(*n, Ordering::Relaxed);
         }
-        self.dead_letters
-            .fetch_add(dead_letters as u64, Ordering::Relaxed);
-        self.files.fetch_add(files as u64, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        for (table, n) in &record.bytes {
+            self.bytes[table_index(*table)].fetch_add(*n, Ordering::Relaxed);
+        }
+        for (table, n) in &record.files {
+            self.files[table_index(*table)].fetch_add(*n, Ordering::Relaxed);
+        }
+        for (reason, n) in &record.dead_letters {
+            let i = RejectReason::ALL
+                .iter()
+                .position(|r| r == reason)
+                .unwrap_or(0);
+            self.dead_letters[i].fetch_add(*n, Ordering::Relaxed);
+        }
         self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.flush_micros
+            .fetch_add(record.duration.as_micros() as u64, Ordering::Relaxed);
+        let secs = record.duration.as_secs_f64();
+        if let Some(i) = FLUSH_BUCKETS.iter().position(|b| secs <= *b) {
+            self.flush_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.with_partitions(|p| {
+            p.entry(source.clone()).or_default().next_durable_offset = Some(next_offset)
+        });
     }
 
-    /// The counters now.
+    /// Records the consumer lag of a partition (from librdkafka's statistics).
+    pub fn set_lag(&self, source: TopicPartition, lag: i64) {
+        self.with_partitions(|p| p.entry(source).or_default().lag = Some(lag));
+    }
+
+    /// Forgets a partition's gauges (it was revoked).
+    pub fn forget(&self, source: &TopicPartition) {
+        self.with_partitions(|p| {
+            p.remove(source);
+        });
+    }
+
+    fn with_partitions<R>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<TopicPartition, PartitionGauges>) -> R,
+    ) -> R {
+        match self.partitions.lock() {
+            Ok(mut p) => f(&mut p),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// The per-partition gauges now.
+    pub fn partitions(&self) -> BTreeMap<TopicPartition, PartitionGauges> {
+        self.with_partitions(|p| p.clone())
+    }
+
+    /// Dead letters written so far, by reason.
+    pub fn dead_letters_by_reason(&self) -> BTreeMap<RejectReason, u64> {
+        RejectReason::ALL
+            .iter()
+            .zip(&self.dead_letters)
+            .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// The main counters now.
     pub fn snapshot(&self) -> IngestSummary {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         IngestSummary {
@@ -91,10 +182,158 @@ impl IngestStats {
             request_rows: get(&self.rows[0]),
             business_rows: get(&self.rows[1]),
             exposure_rows: get(&self.rows[2]),
-            dead_letters: get(&self.dead_letters),
-            files: get(&self.files),
-            bytes: get(&self.bytes),
+            dead_letters: get(&self.rows[3]),
+            files: self.files.iter().map(get).sum(),
+            bytes: self.bytes.iter().map(get).sum(),
             flushes: get(&self.flushes),
         }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render_prometheus(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (suffix_and_labels, value) in samples {
+                let _ = writeln!(out, "{name}{suffix_and_labels} {value}");
+            }
+        };
+        family(
+            "shiftright_messages_consumed_total",
+            "counter",
+            "Kafka messages read.",
+            &[(String::new(), get(&self.messages).to_string())],
+        );
+        let per_table = |values: &[AtomicU64; 4]| -> Vec<(String, String)> {
+            TABLES
+                .iter()
+                .zip(values)
+                .map(|(t, v)| (format!("{{table=\"{}\"}}", t.name()), get(v).to_string()))
+                .collect()
+        };
+        family(
+            "shiftright_rows_written_total",
+            "counter",
+            "Rows made durable, per table.",
+            &per_table(&self.rows),
+        );
+        family(
+            "shiftright_bytes_written_total",
+            "counter",
+            "Parquet bytes made durable, per table.",
+            &per_table(&self.bytes),
+        );
+        family(
+            "shiftright_files_written_total",
+            "counter",
+            "Parquet files made durable, per table.",
+            &per_table(&self.files),
+        );
+        let reasons: Vec<(String, String)> = RejectReason::ALL
+            .iter()
+            .zip(&self.dead_letters)
+            .map(|(r, c)| (format!("{{reason=\"{}\"}}", r.code()), get(c).to_string()))
+            .collect();
+        family(
+            "shiftright_dead_letters_total",
+            "counter",
+            "Rejected messages made durable, by reason.",
+            &reasons,
+        );
+        let mut histogram = Vec::new();
+        let mut cumulative = 0;
+        for (bound, c) in FLUSH_BUCKETS.iter().zip(&self.flush_buckets) {
+            cumulative += get(c);
+            histogram.push((format!("_bucket{{le=\"{bound}\"}}"), cumulative.to_string()));
+        }
+        histogram.push((
+            "_bucket{le=\"+Inf\"}".to_string(),
+            get(&self.flushes).to_string(),
+        ));
+        histogram.push((
+            "_sum".to_string(),
+            (get(&self.flush_micros) as f64 / 1e6).to_string(),
+        ));
+        histogram.push(("_count".to_string(), get(&self.flushes).to_string()));
+        family(
+            "shiftright_flush_duration_seconds",
+            "histogram",
+            "Time to make one flush batch durable.",
+            &histogram,
+        );
+        let partitions = self.partitions();
+        let gauge = |pick: fn(&PartitionGauges) -> Option<i64>| -> Vec<(String, String)> {
+            partitions
+                .iter()
+                .filter_map(|(tp, g)| {
+                    pick(g).map(|v| {
+                        (
+                            format!("{{topic=\"{}\",partition=\"{}\"}}", tp.topic, tp.partition),
+                            v.to_string(),
+                        )
+                    })
+                })
+                .collect()
+        };
+        family(
+            "shiftright_next_durable_offset",
+            "gauge",
+            "One past the last offset in durable files, per partition.",
+            &gauge(|g| g.next_durable_offset),
+        );
+        family(
+            "shiftright_consumer_lag",
+            "gauge",
+            "High watermark minus committed offset, per partition.",
+            &gauge(|g| g.lag),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_every_family_and_sample() {
+        let stats = IngestStats::default();
+        stats.message();
+        let tp = TopicPartition {
+            topic: "requests".into(),
+            partition: 2,
+        };
+        let record = FlushRecord {
+            rows: vec![(Table::Requests, 5), (Table::DeadLetters, 1)],
+            bytes: vec![(Table::Requests, 900)],
+            files: vec![(Table::Requests, 1), (Table::DeadLetters, 1)],
+            dead_letters: vec![(RejectReason::InvalidJson, 1)],
+            duration: Duration::from_millis(30),
+        };
+        stats.flushed(&tp, 6, &record);
+        stats.set_lag(tp.clone(), 42);
+        let text = stats.render_prometheus();
+        for line in [
+            "shiftright_messages_consumed_total 1",
+            "shiftright_rows_written_total{table=\"requests\"} 5",
+            "shiftright_rows_written_total{table=\"dead_letters\"} 1",
+            "shiftright_dead_letters_total{reason=\"invalid_json\"} 1",
+            "shiftright_flush_duration_seconds_bucket{le=\"0.05\"} 1",
+            "shiftright_flush_duration_seconds_count 1",
+            "shiftright_next_durable_offset{topic=\"requests\",partition=\"2\"} 6",
+            "shiftright_consumer_lag{topic=\"requests\",partition=\"2\"} 42",
+            "# TYPE shiftright_flush_duration_seconds histogram",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        let summary = stats.snapshot();
+        assert_eq!(
+            (summary.request_rows, summary.dead_letters, summary.files),
+            (5, 1, 2)
+        );
     }
 }

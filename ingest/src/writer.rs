@@ -2,9 +2,10 @@
 //! under a temporary name and fsynced, then all are renamed, then their directories are fsynced.
 //! Only after that does the caller commit the batch's offsets.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -16,8 +17,10 @@ use shiftright_schemas::{file_metadata, Table};
 use crate::buffer::PartitionBuffer;
 use crate::columns::events_to_batch;
 use crate::dead_letters::dead_letters_to_batch;
+use crate::decode::RejectReason;
 use crate::error::{Error, Result};
 use crate::offsets::BatchFile;
+use crate::stats::FlushRecord;
 
 /// What one flush wrote.
 #[derive(Debug, Clone, Default)]
@@ -32,22 +35,26 @@ pub struct FlushOutcome {
     pub bytes: u64,
     /// Offset to commit: one past the batch's last.
     pub next_offset: i64,
+    /// Rows, bytes and files per table, and dead letters by reason, for the metrics.
+    pub record: FlushRecord,
 }
 
 /// Writes `buffer` under `out_dir` and makes it durable.
 pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutcome> {
-    let mut planned: Vec<(PathBuf, RecordBatch)> = Vec::new();
+    let started = Instant::now();
+    let mut planned: Vec<(PathBuf, Table, RecordBatch)> = Vec::new();
     let table_dir = out_dir.join(buffer.table.dir_name());
     for (key, events) in &buffer.rows {
         let dir = table_dir
             .join(format!("date={}", key.date))
             .join(format!("experiment={}", key.experiment));
-        planned.push((dir, events_to_batch(buffer.table, events)?));
+        planned.push((dir, buffer.table, events_to_batch(buffer.table, events)?));
     }
     let dead_dir = out_dir.join(Table::DeadLetters.dir_name());
     for (date, letters) in &buffer.dead_letters {
         planned.push((
             dead_dir.join(format!("date={date}")),
+            Table::DeadLetters,
             dead_letters_to_batch(letters)?,
         ));
     }
@@ -58,7 +65,8 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
         ..FlushOutcome::default()
     };
     let mut renames: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(count);
-    for (i, (dir, batch)) in planned.iter().enumerate() {
+    let mut per_table: BTreeMap<Table, (u64, u64, u64)> = BTreeMap::new();
+    for (i, (dir, table, batch)) in planned.iter().enumerate() {
         let file = BatchFile {
             topic: buffer.source.topic.clone(),
             partition: buffer.source.partition,
@@ -69,7 +77,14 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
         };
         create_dir_durably(dir)?;
         let temp = dir.join(file.temp_name());
-        outcome.bytes += write_parquet(&temp, batch, &file)?;
+        let bytes = write_parquet(&temp, batch, &file)?;
+        outcome.bytes += bytes;
+        let entry = per_table.entry(*table).or_default();
+        *entry = (
+            entry.0 + batch.num_rows() as u64,
+            entry.1 + bytes,
+            entry.2 + 1,
+        );
         renames.push((temp, dir.join(file.file_name())));
     }
     let mut dirs = BTreeSet::new();
@@ -84,6 +99,17 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
     }
     outcome.rows = buffer.rows.values().map(Vec::len).sum();
     outcome.dead_letters = buffer.dead_letters.values().map(Vec::len).sum();
+    let mut reasons: BTreeMap<RejectReason, u64> = BTreeMap::new();
+    for letter in buffer.dead_letters.values().flatten() {
+        *reasons.entry(letter.rejection.reason).or_default() += 1;
+    }
+    outcome.record = FlushRecord {
+        rows: per_table.iter().map(|(t, v)| (*t, v.0)).collect(),
+        bytes: per_table.iter().map(|(t, v)| (*t, v.1)).collect(),
+        files: per_table.iter().map(|(t, v)| (*t, v.2)).collect(),
+        dead_letters: reasons.into_iter().collect(),
+        duration: started.elapsed(),
+    };
     Ok(outcome)
 }
 

@@ -193,3 +193,224 @@ pub async fn count_rows(out: &Path, table: &str) -> u64 {
         .expect("count is i64");
     values.value(0) as u64
 }
+
+/// The Parquet output, read back through SQL, holds every produced message exactly once.
+pub async fn assert_output_matches(out: &Path, produced: &GenerationSummary) {
+    let expected = [
+        ("requests", produced.requests),
+        ("exposures", produced.exposures),
+        ("business", produced.business),
+        ("dead_letters", produced.malformed),
+    ];
+    for (table, rows) in expected {
+        assert_eq!(count_rows(out, table).await, rows, "{table} rows");
+    }
+}
+
+/// Every variant's counts in `report` equal the generator's ground truth.
+pub fn assert_report_matches_truth(
+    report: &shiftright_analyze::Report,
+    produced: &GenerationSummary,
+) {
+    for v in &report.variants {
+        let truth = &produced.truth[&(report.experiment.clone(), v.name.clone())];
+        let at = format!("{} {}", report.experiment, v.name);
+        assert_eq!(v.users, truth.users, "{at}: users");
+        assert_eq!(v.requests, truth.requests, "{at}: requests");
+        assert_eq!(v.errors, truth.errors, "{at}: errors");
+        assert_eq!(v.conversions, truth.converted_users, "{at}: conversions");
+        let tolerance = 1e-6 * truth.revenue.max(1.0);
+        assert!(
+            (v.revenue - truth.revenue).abs() < tolerance,
+            "{at}: revenue {} vs {}",
+            v.revenue,
+            truth.revenue
+        );
+        let synthetic = report
+            .data_quality
+            .synthetic_users
+            .get(&v.name)
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(synthetic, truth.synthetic_users, "{at}: synthetic users");
+    }
+}
+
+/// A `shiftright ingest` process, with its metrics endpoint on a port of its own and its log in a
+/// file (printed when a test fails).
+pub struct IngestProcess {
+    child: Child,
+    metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl IngestProcess {
+    /// Starts `shiftright ingest` against `brokers`, writing to `out`, with extra `args`.
+    pub fn spawn(
+        brokers: &str,
+        out: &Path,
+        group: &str,
+        args: &[&str],
+        log: PathBuf,
+    ) -> IngestProcess {
+        let metrics_port = free_port();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_shiftright"))
+            .args([
+                "--log",
+                "info",
+                "ingest",
+                "--brokers",
+                brokers,
+                "--group-id",
+                group,
+            ])
+            .arg("--out")
+            .arg(out)
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start shiftright ingest");
+        IngestProcess {
+            child,
+            metrics_port,
+            log,
+        }
+    }
+
+    /// A metric's value from the process's Prometheus endpoint (None while it is not up).
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).ok()?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Messages the process has read so far.
+    pub fn consumed(&self) -> u64 {
+        self.metric("shiftright_messages_consumed_total")
+            .unwrap_or(0.0) as u64
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no flush, no commit, no goodbye.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit (at most `limit`).
+    pub fn terminate(mut self, limit: Duration) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait(limit)
+    }
+
+    /// Waits for the process to exit by itself (at most `limit`, then kills it and fails).
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "shiftright ingest did not exit within {limit:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for IngestProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Produces `count` request events with ids `{prefix}{i}` (keys spread over 5,000 users) and
+/// returns when all are delivered. `options` are producer properties (e.g. batch.num.messages=1).
+pub fn produce_requests(brokers: &str, prefix: &str, count: u64, options: &[(&str, &str)]) {
+    let options: Vec<(String, String)> = options
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let sink = shiftright_traffic::RawSink::with_options(brokers, &options).expect("producer");
+    let now = chrono::Utc::now().timestamp_millis();
+    for i in 0..count {
+        let user = format!("user-{}", i % 5000);
+        let payload = format!(
+            r#"{{"event_id":"{prefix}{i}","ts":{now},"user_id":"{user}","experiment":"crash","variant":"v{}","status":200,"latency_ms":{}.5}}"#,
+            i % 2,
+            i % 300
+        );
+        sink.send("requests", Some(&user), payload.as_bytes())
+            .expect("queued");
+    }
+    sink.finish(Duration::from_secs(120))
+        .expect("all delivered");
+}
+
+/// (rows, distinct event ids) of the requests table.
+pub async fn request_ids(out: &Path) -> (u64, u64) {
+    let batches = shiftright_analyze::query(
+        out,
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d FROM requests",
+    )
+    .await
+    .expect("count");
+    let col = |i: usize| {
+        batches[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .expect("i64")
+            .value(0) as u64
+    };
+    (col(0), col(1))
+}
+
+/// A tiny deterministic generator for kill times, seeded from the clock and printed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn from_clock() -> Lcg {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        eprintln!("random seed {seed}");
+        Lcg(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}

@@ -48,23 +48,25 @@ pub struct VariantTruth {
 pub struct GenerationSummary {
     /// Messages emitted, all topics, including malformed ones and duplicates.
     pub messages: u64,
-    /// Valid request events (each duplicate counted once).
+    /// Valid request messages (a duplicated event counts twice: both copies are stored).
     pub requests: u64,
-    /// Valid business events.
+    /// Valid business messages.
     pub business: u64,
-    /// Valid exposure events.
+    /// Valid exposure messages.
     pub exposures: u64,
     /// Malformed messages (every one must become a dead letter).
     pub malformed: u64,
     /// Extra copies of valid events (a producer retry).
     pub duplicates: u64,
+    /// Extra copies of request and exposure events, per experiment (what the analysis drops).
+    pub duplicates_by_experiment: BTreeMap<String, u64>,
     /// Ground truth per (experiment, variant).
     pub truth: BTreeMap<(String, String), VariantTruth>,
 }
 
 impl GenerationSummary {
-    /// Valid events, duplicates not counted.
-    pub fn valid_events(&self) -> u64 {
+    /// Valid messages, duplicates included.
+    pub fn valid_messages(&self) -> u64 {
         self.requests + self.business + self.exposures
     }
 }
@@ -94,17 +96,28 @@ impl<E> Emitter<'_, E> {
         self.next_id += 1;
         event["event_id"] = json!(format!("e{:012x}", self.next_id));
         let payload = serde_json::to_vec(&event).unwrap_or_default();
-        match table {
-            Table::Requests => self.summary.requests += 1,
-            Table::Business => self.summary.business += 1,
-            _ => self.summary.exposures += 1,
-        }
         let copies = if self.rng.random_bool(self.duplicate_share) {
             2
         } else {
             1
         };
+        // Both copies are stored; the analysis counts one. It reports, per experiment, the extra
+        // copies of request and exposure events (business events are per user, not per experiment).
+        match table {
+            Table::Requests => self.summary.requests += copies,
+            Table::Business => self.summary.business += copies,
+            _ => self.summary.exposures += copies,
+        }
         self.summary.duplicates += copies - 1;
+        if copies > 1 && table != Table::Business {
+            if let Some(experiment) = event["experiment"].as_str() {
+                *self
+                    .summary
+                    .duplicates_by_experiment
+                    .entry(experiment.to_string())
+                    .or_default() += copies - 1;
+            }
+        }
         for _ in 0..copies {
             self.summary.messages += 1;
             (self.emit)(Message {

@@ -13,4 +13,4 @@ pub use broker::EmbeddedBroker;
 pub use error::{Error, Result};
 pub use generate::{generate, GenerationSummary, Message, VariantTruth};
 pub use scenario::{ExperimentSpec, Scenario, VariantSpec};
-pub use sink::{produce_paced, JsonLinesSink, KafkaSink, TopicNames};
+pub use sink::{produce_paced, JsonLinesSink, KafkaSink, RawSink, TopicNames};

@@ -82,46 +82,48 @@ impl ProducerContext for DeliveryCounter {
     }
 }
 
-/// Produces messages to Kafka, keyed by user.
-pub struct KafkaSink {
+/// Produces raw messages to any topic, counting deliveries so that no failure is silent.
+pub struct RawSink {
     producer: ThreadedProducer<DeliveryCounter>,
-    topics: TopicNames,
 }
 
-impl std::fmt::Debug for KafkaSink {
+impl std::fmt::Debug for RawSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSink")
-            .field("topics", &self.topics)
-            .finish()
+        f.debug_struct("RawSink").finish_non_exhaustive()
     }
 }
 
-impl KafkaSink {
+impl RawSink {
     /// A producer for `brokers`; `options` are extra librdkafka properties applied last.
-    pub fn new(brokers: &str, topics: TopicNames, options: &[(String, String)]) -> Result<Self> {
+    pub fn with_options(brokers: &str, options: &[(String, String)]) -> Result<Self> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", brokers)
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "200000")
             .set("message.timeout.ms", "60000")
-            .set("client.id", "shiftright-generate");
+            .set("client.id", "shiftright-produce");
         for (key, value) in options {
             config.set(key, value);
         }
         let producer = config
             .create_with_context(DeliveryCounter::default())
             .map_err(|e| Error::Produce(format!("creating a producer for {brokers}: {e}")))?;
-        Ok(KafkaSink { producer, topics })
+        Ok(RawSink { producer })
+    }
+
+    /// A producer with default settings.
+    pub fn new(brokers: &str) -> Result<Self> {
+        Self::with_options(brokers, &[])
     }
 
     /// Queues one message, waiting while librdkafka's queue is full.
-    pub fn send(&self, message: &Message) -> Result<()> {
-        let topic = self.topics.of(message.table);
+    pub fn send(&self, topic: &str, key: Option<&str>, payload: &[u8]) -> Result<()> {
         loop {
-            let record = BaseRecord::to(topic)
-                .key(message.key.as_bytes())
-                .payload(message.payload.as_slice());
+            let mut record = BaseRecord::<str, [u8]>::to(topic).payload(payload);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -151,6 +153,44 @@ impl KafkaSink {
             )));
         }
         Ok(context.delivered.load(Ordering::Relaxed))
+    }
+}
+
+/// Produces generated messages to Kafka, keyed by user.
+pub struct KafkaSink {
+    raw: RawSink,
+    topics: TopicNames,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("topics", &self.topics)
+            .finish()
+    }
+}
+
+impl KafkaSink {
+    /// A producer for `brokers`; `options` are extra librdkafka properties applied last.
+    pub fn new(brokers: &str, topics: TopicNames, options: &[(String, String)]) -> Result<Self> {
+        Ok(KafkaSink {
+            raw: RawSink::with_options(brokers, options)?,
+            topics,
+        })
+    }
+
+    /// Queues one message, waiting while librdkafka's queue is full.
+    pub fn send(&self, message: &Message) -> Result<()> {
+        self.raw.send(
+            self.topics.of(message.table),
+            Some(&message.key),
+            &message.payload,
+        )
+    }
+
+    /// Waits until every queued message is delivered; fails if any was not.
+    pub fn finish(self, timeout: Duration) -> Result<u64> {
+        self.raw.finish(timeout)
     }
 }
 

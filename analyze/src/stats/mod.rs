@@ -16,6 +16,7 @@
 
 pub mod dist;
 pub mod harm;
+pub mod horizon;
 pub mod mann_whitney;
 pub mod means;
 pub mod multiple;
@@ -26,6 +27,7 @@ pub mod sequential;
 pub mod srm;
 
 pub use harm::{excess_errors, share_above_cap_p};
+pub use horizon::{sequential_poisson_margin_p, sequential_poisson_upper_bound, Horizon};
 pub use mann_whitney::{mann_whitney_u, MannWhitney};
 pub use means::{
     relative_lift, relative_lift_moments, welch_diff, welch_diff_moments, MeanStats, SampleMoments,
@@ -33,12 +35,12 @@ pub use means::{
 pub use multiple::{benjamini_hochberg, holm};
 pub use poisson::{poisson_margin_p, poisson_ratio_upper_bound};
 pub use quantile::{
-    quantile_diff, quantile_margin_test, quantile_ratio_upper_bound, quantile_relative,
-    ClusteredSample, QuantileEstimate,
+    quantile_diff, quantile_margin_test, quantile_margin_test_at, quantile_ratio_upper_bound,
+    quantile_ratio_upper_bound_at, quantile_relative, ClusteredSample, QuantileEstimate,
 };
 pub use ratio::{
-    fieller_upper, ratio_diff, ratio_margin_test, ratio_relative, ratio_upper_bound, MarginTest,
-    RatioStats,
+    fieller_upper, ratio_diff, ratio_margin_test, ratio_margin_test_at, ratio_relative,
+    ratio_upper_bound, ratio_upper_bound_at, MarginTest, RatioStats,
 };
 pub use sequential::{cs_multiplier, sequential_interval, sequential_p_value, DEFAULT_N_STAR};
 pub use srm::{srm_test, SrmResult};

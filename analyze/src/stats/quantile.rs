@@ -16,7 +16,8 @@
 //! the raw Var(F̂) it reduces exactly to ν(1−ν)/n with one request per user,
 //! and it stays centred on ν when ties push F̂ above ν.
 
-use super::dist::{normal_quantile, normal_sf, z_two_sided};
+use super::dist::z_two_sided;
+use super::horizon::Horizon;
 use super::ratio::{fieller_upper, RatioStats};
 use super::{valid_alpha, valid_se, Estimate};
 
@@ -185,6 +186,17 @@ pub fn quantile_margin_test(
     treatment: &QuantileEstimate,
     k: f64,
 ) -> Option<f64> {
+    quantile_margin_test_at(control, treatment, k, 0.05, Horizon::Fixed)
+}
+
+/// [`quantile_margin_test`] under a [`Horizon`] (`alpha` tunes the sequence; unused by `Fixed`).
+pub fn quantile_margin_test_at(
+    control: &QuantileEstimate,
+    treatment: &QuantileEstimate,
+    k: f64,
+    alpha: f64,
+    horizon: Horizon,
+) -> Option<f64> {
     let (sc, st) = both_se(control, treatment)?;
     if !(k.is_finite() && k > 0.0) {
         return None;
@@ -193,9 +205,7 @@ pub fn quantile_margin_test(
     if !valid_se(denom) {
         return None;
     }
-    Some(normal_sf(
-        (treatment.estimate - k * control.estimate) / denom,
-    ))
+    Some(horizon.one_sided_p(treatment.estimate - k * control.estimate, denom, alpha))
 }
 
 /// One-sided (1 − alpha) upper bound of Q_t/Q_c by Fieller's method, the
@@ -206,11 +216,21 @@ pub fn quantile_ratio_upper_bound(
     treatment: &QuantileEstimate,
     alpha: f64,
 ) -> Option<f64> {
+    quantile_ratio_upper_bound_at(control, treatment, alpha, Horizon::Fixed)
+}
+
+/// [`quantile_ratio_upper_bound`] under a [`Horizon`].
+pub fn quantile_ratio_upper_bound_at(
+    control: &QuantileEstimate,
+    treatment: &QuantileEstimate,
+    alpha: f64,
+    horizon: Horizon,
+) -> Option<f64> {
     let (sc, st) = both_se(control, treatment)?;
     if !valid_alpha(alpha) || control.estimate <= 0.0 {
         return None;
     }
-    let z = normal_quantile(1.0 - alpha);
+    let z = horizon.one_sided_multiplier(alpha);
     fieller_upper(treatment.estimate, st * st, control.estimate, sc * sc, z)
 }
 

@@ -8,7 +8,7 @@
 //! "canary error rate > k × baseline"; when errors are too sparse for the
 //! normal approximation it hands over to the exact Poisson test.
 
-use super::dist::{normal_quantile, normal_sf};
+use super::horizon::{sequential_poisson_margin_p, sequential_poisson_upper_bound, Horizon};
 use super::poisson::{poisson_margin_p, poisson_ratio_upper_bound};
 use super::{valid_alpha, Estimate};
 
@@ -135,6 +135,19 @@ pub struct MarginTest {
 ///
 /// An invalid margin (k not finite and positive) gives p = 1.
 pub fn ratio_margin_test(control: &RatioStats, treatment: &RatioStats, k: f64) -> MarginTest {
+    ratio_margin_test_at(control, treatment, k, 0.05, Horizon::Fixed)
+}
+
+/// [`ratio_margin_test`] under a [`Horizon`]: with `Sequential`, the normal form uses the
+/// always-valid p-value and the sparse form the mixture over the conditional binomial; `alpha` is
+/// the level the sequence is tuned for (unused by `Fixed`).
+pub fn ratio_margin_test_at(
+    control: &RatioStats,
+    treatment: &RatioStats,
+    k: f64,
+    alpha: f64,
+    horizon: Horizon,
+) -> MarginTest {
     if !(k.is_finite() && k > 0.0) {
         return MarginTest {
             p_value: 1.0,
@@ -144,7 +157,12 @@ pub fn ratio_margin_test(control: &RatioStats, treatment: &RatioStats, k: f64) -
     }
     let (e_t, e_c) = (treatment.events(), control.events());
     let exact = || MarginTest {
-        p_value: poisson_margin_p(e_t, treatment.sum_y, e_c, control.sum_y, k),
+        p_value: match horizon {
+            Horizon::Fixed => poisson_margin_p(e_t, treatment.sum_y, e_c, control.sum_y, k),
+            Horizon::Sequential { .. } => {
+                sequential_poisson_margin_p(e_t, treatment.sum_y, e_c, control.sum_y, k)
+            }
+        },
         exact: true,
         z: None,
     };
@@ -167,9 +185,10 @@ pub fn ratio_margin_test(control: &RatioStats, treatment: &RatioStats, k: f64) -
     if !(denom > 0.0 && denom.is_finite()) {
         return exact();
     }
-    let z = (treatment.ratio() - k * control.ratio()) / denom;
+    let d = treatment.ratio() - k * control.ratio();
+    let z = d / denom;
     MarginTest {
-        p_value: normal_sf(z),
+        p_value: horizon.one_sided_p(d, denom, alpha),
         exact: false,
         z: Some(z),
     }
@@ -187,11 +206,28 @@ pub fn ratio_margin_test(control: &RatioStats, treatment: &RatioStats, k: f64) -
 /// `None` when the bound is infinite or unknown: R_c = 0, a baseline not
 /// significantly above zero, or no requests in an arm.
 pub fn ratio_upper_bound(control: &RatioStats, treatment: &RatioStats, alpha: f64) -> Option<f64> {
+    ratio_upper_bound_at(control, treatment, alpha, Horizon::Fixed)
+}
+
+/// [`ratio_upper_bound`] under a [`Horizon`] (anytime-valid with `Sequential`).
+pub fn ratio_upper_bound_at(
+    control: &RatioStats,
+    treatment: &RatioStats,
+    alpha: f64,
+    horizon: Horizon,
+) -> Option<f64> {
     if !valid_alpha(alpha) || control.ratio() <= 0.0 || treatment.sum_y <= 0.0 {
         return None;
     }
     let (e_t, e_c) = (treatment.events(), control.events());
-    let exact = || poisson_ratio_upper_bound(e_t, treatment.sum_y, e_c, control.sum_y, alpha);
+    let exact = || match horizon {
+        Horizon::Fixed => {
+            poisson_ratio_upper_bound(e_t, treatment.sum_y, e_c, control.sum_y, alpha)
+        }
+        Horizon::Sequential { .. } => {
+            sequential_poisson_upper_bound(e_t, treatment.sum_y, e_c, control.sum_y, alpha)
+        }
+    };
     let few = (e_t.min(e_c) as f64) < SPARSE_EXPECTED;
     if few || !control.testable() || !treatment.testable() {
         return exact();
@@ -205,7 +241,7 @@ pub fn ratio_upper_bound(control: &RatioStats, treatment: &RatioStats, alpha: f6
         vt,
         control.ratio(),
         vc,
-        normal_quantile(1.0 - alpha),
+        horizon.one_sided_multiplier(alpha),
     )
 }
 

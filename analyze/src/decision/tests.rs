@@ -1,0 +1,253 @@
+//! The verdict rules of statistics.md section 7 on constructed experiments, and the JSON report
+//! held to `schemas/report.schema.json`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::*;
+use crate::config::ExperimentsFile;
+use crate::users::UserRow;
+
+/// `n` users with `requests` requests each; every `error_every`-th request (counted across the
+/// variant) fails; latencies cycle deterministically around `latency`.
+fn users(n: usize, requests: u64, error_every: u64, latency: f64) -> Vec<UserRow> {
+    let mut counter = 0u64;
+    (0..n)
+        .map(|u| {
+            let mut row = UserRow {
+                requests,
+                converted: u % 10 == 0,
+                revenue: if u % 10 == 0 { 25.0 } else { 0.0 },
+                ..Default::default()
+            };
+            for r in 0..requests {
+                counter += 1;
+                if error_every > 0 && counter % error_every == 0 {
+                    row.errors += 1;
+                }
+                let jitter = ((u as u64 * 7919 + r * 104_729) % 1000) as f64 / 1000.0;
+                row.latencies.push(latency * (0.5 + 1.5 * jitter * jitter));
+            }
+            row
+        })
+        .collect()
+}
+
+fn experiment(variants: Vec<(&str, Vec<UserRow>)>) -> ExperimentUsers {
+    ExperimentUsers {
+        variants: variants
+            .into_iter()
+            .map(|(n, u)| (n.to_string(), u))
+            .collect(),
+        synthetic: BTreeMap::new(),
+        multiple_variants: 0,
+        duplicates_dropped: 0,
+    }
+}
+
+fn settings(toml: &str) -> ExperimentSettings {
+    ExperimentsFile::parse(toml).unwrap().settings("x")
+}
+
+#[test]
+fn a_healthy_fifty_fifty_test_promotes() {
+    let e = experiment(vec![
+        ("control", users(5000, 5, 100, 80.0)),
+        ("treatment", users(5000, 5, 100, 80.0)),
+    ]);
+    let r = decide(
+        "x",
+        &e,
+        &settings("[experiments.x]\nweights = { control = 1, treatment = 1 }\n"),
+    );
+    assert_eq!(r.verdict, Verdict::Promote, "{:?}", r.reasons);
+    assert_eq!(r.baseline.as_deref(), Some("control"));
+    assert!(r.srm.checked);
+}
+
+#[test]
+fn triple_errors_on_a_canary_roll_back_with_the_reason() {
+    let e = experiment(vec![
+        ("v1", users(19_000, 5, 100, 80.0)),
+        ("v2", users(1000, 5, 33, 80.0)),
+    ]);
+    let r = decide("x", &e, &settings(""));
+    assert_eq!(r.verdict, Verdict::Rollback, "{:?}", r.reasons);
+    assert!(
+        r.reasons.iter().any(|x| x.contains("error_rate")),
+        "{:?}",
+        r.reasons
+    );
+    assert!(
+        !r.srm.checked,
+        "no weights configured: SRM skipped and said so"
+    );
+    assert!(r.srm.note.is_some());
+}
+
+#[test]
+fn a_zero_error_baseline_uses_the_exact_test() {
+    let e = experiment(vec![
+        ("v1", users(2000, 5, 0, 80.0)),
+        ("v2", users(2000, 5, 50, 80.0)),
+    ]);
+    let r = decide("x", &e, &settings(""));
+    let g = r
+        .comparisons
+        .iter()
+        .find(|c| c.metric == "error_rate")
+        .and_then(|c| c.guardrail.clone())
+        .unwrap();
+    assert_eq!(g.test, "exact_poisson");
+    assert!(g.margin_p_value.unwrap() < 1e-6);
+    assert_eq!(r.verdict, Verdict::Rollback, "{:?}", r.reasons);
+}
+
+#[test]
+fn sample_ratio_mismatch_is_invalid() {
+    let e = experiment(vec![
+        ("v1", users(1000, 2, 100, 80.0)),
+        ("v2", users(1300, 2, 100, 80.0)),
+    ]);
+    let r = decide(
+        "x",
+        &e,
+        &settings("[experiments.x]\nweights = { v1 = 1, v2 = 1 }\n"),
+    );
+    assert_eq!(r.verdict, Verdict::Invalid, "{:?}", r.reasons);
+    assert!(r.srm.p_value.unwrap() < 0.001);
+}
+
+#[test]
+fn the_harm_budget_rolls_back_without_a_minimum_sample_even_when_invalid() {
+    // 40 users only, each sending 50 requests of which every other fails: far past 100 excess errors.
+    let e = experiment(vec![
+        ("v1", users(40, 50, 100, 80.0)),
+        ("v2", users(40, 50, 2, 80.0)),
+    ]);
+    let r = decide(
+        "x",
+        &e,
+        &settings("[defaults]\nmin_users = 1000\n[experiments.x]\nweights = { v1 = 9, v2 = 1 }\n"),
+    );
+    assert_eq!(r.verdict, Verdict::Rollback, "{:?}", r.reasons);
+    assert!(r.reasons[0].contains("harm budget"), "{:?}", r.reasons);
+    assert!(
+        r.reasons
+            .iter()
+            .any(|x| x.contains("sample ratio mismatch")),
+        "{:?}",
+        r.reasons
+    );
+}
+
+#[test]
+fn too_few_users_continue_and_say_how_many_are_missing() {
+    let e = experiment(vec![
+        ("v1", users(60, 5, 100, 80.0)),
+        ("v2", users(30, 5, 100, 80.0)),
+    ]);
+    let r = decide("x", &e, &settings(""));
+    assert_eq!(r.verdict, Verdict::Continue);
+    assert!(
+        r.reasons
+            .iter()
+            .any(|x| x.contains("v2 needs 70 more users")),
+        "{:?}",
+        r.reasons
+    );
+}
+
+#[test]
+fn no_baseline_is_invalid_and_names_the_fix() {
+    let e = experiment(vec![
+        ("a", users(100, 1, 0, 80.0)),
+        ("b", users(100, 1, 0, 80.0)),
+    ]);
+    let r = decide("x", &e, &settings(""));
+    assert_eq!(r.verdict, Verdict::Invalid);
+    assert!(r.reasons[0].contains("baseline"), "{:?}", r.reasons);
+}
+
+/// Checks `value` against `schema` (a subset of JSON Schema: type, required, properties,
+/// additionalProperties, items, enum, $ref into $defs): every required key is present and every
+/// key present is documented.
+fn check(value: &Value, schema: &Value, root: &Value, at: &str) {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        let name = reference.trim_start_matches("#/$defs/");
+        return check(value, &root["$defs"][name], root, at);
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        assert!(options.contains(value), "{at}: {value} not in {options:?}");
+    }
+    if let Some(types) = schema.get("type") {
+        let allowed: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let ok = allowed.contains(&actual) || (actual == "integer" && allowed.contains(&"number"));
+        assert!(ok, "{at}: {actual} is not one of {allowed:?}");
+    }
+    if let Value::Object(map) = value {
+        for key in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                map.contains_key(key.as_str().unwrap()),
+                "{at}: required {key} missing"
+            );
+        }
+        for (key, v) in map {
+            let child = schema
+                .get("properties")
+                .and_then(|p| p.get(key))
+                .or_else(|| schema.get("additionalProperties"));
+            let child = child
+                .unwrap_or_else(|| panic!("{at}.{key} is not documented in report.schema.json"));
+            check(v, child, root, &format!("{at}.{key}"));
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            check(item, item_schema, root, &format!("{at}[{i}]"));
+        }
+    }
+}
+
+#[test]
+fn the_json_report_follows_its_schema() {
+    let schema: Value = serde_json::from_str(shiftright_schemas::REPORT_JSON_SCHEMA).unwrap();
+    let cases = [
+        experiment(vec![
+            ("v1", users(19_000, 5, 100, 80.0)),
+            ("v2", users(1000, 5, 33, 80.0)),
+        ]),
+        experiment(vec![
+            ("v1", users(10, 1, 0, 80.0)),
+            ("v2", users(10, 1, 0, 80.0)),
+        ]),
+    ];
+    for e in &cases {
+        let report = decide(
+            "x",
+            e,
+            &settings("[experiments.x]\nweights = { v1 = 19, v2 = 1 }\ntraffic_cap = 0.1\n"),
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        check(&json, &schema, &schema, "report");
+    }
+}
