@@ -12,6 +12,7 @@
 //! max_multiple_exposure = 0.01
 //! method = "sequential"    # or "fixed": anytime-valid tests for repeated looks (the default), or classic ones
 //! n_star = 5000            # users (both arms) at which the sequential interval is tightest
+//! winsorize_revenue = 0.99 # optional: cap each user's revenue at the 99th percentile before comparing
 //!
 //! [experiments.checkout-canary]
 //! baseline = "v1"
@@ -90,6 +91,9 @@ pub struct ExperimentSettings {
     /// Tuning of the confidence sequence: the total number of users at which it is tightest.
     /// Default 5,000 (GrowthBook's); set it near the users a canary has when it is usually decided.
     pub n_star: f64,
+    /// Cap each user's revenue at this quantile of all users' revenue before comparing (e.g.
+    /// 0.99), so that a few huge purchases cannot decide the comparison. Default: no cap.
+    pub winsorize_revenue: Option<f64>,
 }
 
 impl Default for ExperimentSettings {
@@ -107,6 +111,7 @@ impl Default for ExperimentSettings {
             max_multiple_exposure: 0.01,
             method: Method::Sequential,
             n_star: crate::stats::DEFAULT_N_STAR,
+            winsorize_revenue: None,
         }
     }
 }
@@ -134,6 +139,7 @@ struct Overrides {
     max_multiple_exposure: Option<f64>,
     method: Option<Method>,
     n_star: Option<f64>,
+    winsorize_revenue: Option<f64>,
 }
 
 impl Overrides {
@@ -160,6 +166,9 @@ impl Overrides {
         );
         if let Some(v) = self.traffic_cap {
             s.traffic_cap = Some(v);
+        }
+        if let Some(v) = self.winsorize_revenue {
+            s.winsorize_revenue = Some(v);
         }
     }
 }
@@ -277,6 +286,15 @@ fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
             "a share between 0 and 1",
             s.max_multiple_exposure.to_string(),
         );
+    }
+    if let Some(p) = s.winsorize_revenue {
+        if !(p > 0.5 && p < 1.0) {
+            return fail(
+                "winsorize_revenue",
+                "a quantile between 0.5 and 1 (e.g. 0.99)",
+                p.to_string(),
+            );
+        }
     }
     if !(s.n_star >= 1.0 && s.n_star.is_finite()) {
         return fail(

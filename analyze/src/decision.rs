@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Correction, ExperimentSettings, Method, DEFAULT_BASELINES};
-use crate::metrics::{blast_radius, compare, variant_stats};
+use crate::metrics::{blast_radius, compare, revenue_cap, variant_stats};
 use crate::report::{DataQuality, Report, Srm, Verdict};
+use crate::side_traffic;
 use crate::stats;
 use crate::users::ExperimentUsers;
 
@@ -34,7 +35,10 @@ fn fmt_pct(x: f64) -> String {
 /// Analyses one experiment.
 pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSettings) -> Report {
     let alpha = settings.alpha();
-    let stats_by_variant = variant_stats(&users.variants, alpha);
+    let cap = settings
+        .winsorize_revenue
+        .and_then(|pct| revenue_cap(&users.variants, pct));
+    let stats_by_variant = variant_stats(&users.variants, alpha, cap);
     let names: Vec<&String> = stats_by_variant.keys().collect();
     let baseline = pick_baseline(settings, &names);
     let total_users: u64 = stats_by_variant.values().map(|v| v.users).sum();
@@ -53,10 +57,12 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
     let base_stats = baseline.as_ref().and_then(|b| stats_by_variant.get(b));
     let mut order: Vec<&String> = names.clone();
     order.sort_by_key(|n| (Some(*n) != baseline.as_ref(), (*n).clone()));
-    let variants = order
+    let variants: Vec<_> = order
         .iter()
         .map(|n| stats_by_variant[*n].metrics(total_users))
         .collect();
+    let synthetic_checks = side_traffic::synthetic_checks(&users.modes);
+    let shadow_traffic = side_traffic::shadow_traffic(&users.modes, &variants);
 
     let srm = srm_check(settings, &stats_by_variant, &mut invalid);
     if multiple_share > settings.max_multiple_exposure {
@@ -236,7 +242,10 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
             multiple_variant_share: multiple_share,
             synthetic_users: users.synthetic.clone(),
             duplicates_dropped: users.duplicates_dropped,
+            revenue_winsorized_at: cap,
         },
+        synthetic_checks,
+        shadow_traffic,
         variants,
         comparisons,
         blast_radius: blast,

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod queries;
 pub mod render;
 pub mod report;
+pub mod side_traffic;
 pub mod simulate;
 pub mod stats;
 pub mod tables;
@@ -34,7 +35,12 @@ pub async fn analyze(
     only: &[String],
 ) -> Result<Vec<Report>> {
     let ctx = tables::session(data_dir).await?;
-    let all = users::load(&ctx, only).await?;
+    let mut all = users::load(&ctx, only).await?;
+    for (experiment, rows) in side_traffic::load(&ctx).await? {
+        if let Some(users) = all.get_mut(&experiment) {
+            users.modes = rows;
+        }
+    }
     for missing in only.iter().filter(|e| !all.contains_key(*e)) {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),

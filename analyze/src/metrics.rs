@@ -28,11 +28,14 @@ pub struct VariantStats {
     pub revenue: MeanStats,
     /// Latency quantiles (user-clustered CIs).
     pub quantiles: Vec<Option<QuantileEstimate>>,
+    /// Live latencies by user, for the rank test.
+    pub latencies: ClusteredSample,
 }
 
 impl VariantStats {
-    /// Summarises a variant's users at confidence level 1 − `alpha`.
-    pub fn from_users(name: &str, users: &[UserRow], alpha: f64) -> Self {
+    /// Summarises a variant's users at confidence level 1 − `alpha`, each user's revenue capped at
+    /// `revenue_cap` (winsorization) when given.
+    pub fn from_users(name: &str, users: &[UserRow], alpha: f64, revenue_cap: Option<f64>) -> Self {
         let mut errors = RatioStats::default();
         let mut conversion = MeanStats::default();
         let mut revenue = MeanStats::default();
@@ -43,7 +46,7 @@ impl VariantStats {
                 latencies.push(u.latencies.clone());
             }
             conversion.push(if u.converted { 1.0 } else { 0.0 });
-            revenue.push(u.revenue);
+            revenue.push(revenue_cap.map_or(u.revenue, |cap| u.revenue.min(cap)));
         }
         let sample = ClusteredSample::new(latencies);
         let quantiles = QUANTILES
@@ -57,6 +60,7 @@ impl VariantStats {
             conversion,
             revenue,
             quantiles,
+            latencies: sample,
         }
     }
 
@@ -253,6 +257,10 @@ pub fn compare(
         out.push(c);
     }
 
+    if let Some(rank) = latency_rank(base, variant, alpha) {
+        out.push(rank);
+    }
+
     let mean = |m: &MeanStats| (m.n > 0.0).then(|| m.mean());
     out.push(comparison(
         "conversion_rate",
@@ -281,6 +289,31 @@ pub fn compare(
         alpha,
     ));
     out
+}
+
+/// Mann–Whitney U over live requests, as Kayenta reports it: the values are P(a request of this arm
+/// is slower than one of the other), ties counted ½, and the p-value the rank-sum test's. Requests
+/// are treated as independent, so it is descriptive, never a guardrail (the clustered p99 test is).
+fn latency_rank(base: &VariantStats, variant: &VariantStats, alpha: f64) -> Option<Comparison> {
+    let (b, v) = (base.latencies.values(), variant.latencies.values());
+    let test = stats::mann_whitney_u(b, v)?;
+    let slower = test.u / (b.len() as f64 * v.len() as f64);
+    Some(Comparison {
+        metric: "latency_rank".into(),
+        baseline: base.name.clone(),
+        variant: variant.name.clone(),
+        baseline_value: Some(1.0 - slower),
+        variant_value: Some(slower),
+        absolute_diff: Some(slower - (1.0 - slower)),
+        relative_lift: None,
+        ci_low: None,
+        ci_high: None,
+        lift_ci_low: None,
+        lift_ci_high: None,
+        p_value: Some(test.p_value),
+        significant: test.p_value < alpha,
+        guardrail: None,
+    })
 }
 
 /// The blast-radius checks of `variant`: excess errors against the harm budget, share against the cap.
@@ -313,13 +346,36 @@ pub fn blast_radius(
     }
 }
 
-/// Variant statistics of an experiment, keyed by name.
+/// Variant statistics of an experiment, keyed by name (revenue capped at `revenue_cap` if given).
 pub fn variant_stats(
     users: &BTreeMap<String, Vec<UserRow>>,
     alpha: f64,
+    revenue_cap: Option<f64>,
 ) -> BTreeMap<String, VariantStats> {
     users
         .iter()
-        .map(|(name, rows)| (name.clone(), VariantStats::from_users(name, rows, alpha)))
+        .map(|(name, rows)| {
+            (
+                name.clone(),
+                VariantStats::from_users(name, rows, alpha, revenue_cap),
+            )
+        })
         .collect()
+}
+
+/// The `percentile` of revenue over every user of every variant: the winsorization cap, so that
+/// one whale purchase cannot decide a revenue comparison. `None` without users.
+pub fn revenue_cap(users: &BTreeMap<String, Vec<UserRow>>, percentile: f64) -> Option<f64> {
+    let mut values: Vec<f64> = users
+        .values()
+        .flatten()
+        .map(|u| u.revenue)
+        .filter(|v| v.is_finite())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() as f64 * percentile).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
 }

@@ -51,6 +51,10 @@ pub const QUERIES: &[NamedQuery] = &[
         sql: include_str!("../../queries/duplicate_events.sql"),
     },
     NamedQuery {
+        name: "traffic_modes",
+        sql: include_str!("../../queries/traffic_modes.sql"),
+    },
+    NamedQuery {
         name: "dead_letters_by_reason",
         sql: include_str!("../../queries/dead_letters_by_reason.sql"),
     },
@@ -59,4 +63,32 @@ pub const QUERIES: &[NamedQuery] = &[
 /// Looks a query up by name.
 pub fn named(name: &str) -> Option<&'static NamedQuery> {
     QUERIES.iter().find(|q| q.name == name)
+}
+
+/// Runs the named query `name` and collects its batches; errors name the query.
+pub async fn run_named(
+    ctx: &datafusion::prelude::SessionContext,
+    name: &str,
+) -> crate::Result<Vec<arrow::record_batch::RecordBatch>> {
+    use crate::Error;
+    let sql = named(name)
+        .ok_or_else(|| Error::UnknownQuery(name.into()))?
+        .sql;
+    let frame = ctx.sql(sql).await.map_err(Error::query(name))?;
+    frame.collect().await.map_err(Error::query(name))
+}
+
+/// Column `column` of a batch of query `query`, cast to `to`; errors name the query and column.
+pub fn column(
+    batch: &arrow::record_batch::RecordBatch,
+    query: &str,
+    column: &str,
+    to: &arrow::datatypes::DataType,
+) -> crate::Result<std::sync::Arc<dyn arrow::array::Array>> {
+    let missing = || crate::Error::Column {
+        name: query.into(),
+        column: column.into(),
+    };
+    let col = batch.column_by_name(column).ok_or_else(missing)?;
+    arrow::compute::cast(col, to).map_err(|_| missing())
 }

@@ -163,6 +163,9 @@ pub fn to_table(reports: &[Report]) -> String {
             method_line(r),
             r.data_quality.multiple_variant_users
         );
+        for line in side_lines(r) {
+            let _ = writeln!(out, "{line}");
+        }
         for (header, rows) in [variant_rows(r), comparison_rows(r)] {
             let mut t = Table::new();
             t.load_preset(UTF8_FULL_CONDENSED).set_header(header);
@@ -172,6 +175,36 @@ pub fn to_table(reports: &[Report]) -> String {
             let _ = writeln!(out, "{t}");
         }
         out.push('\n');
+    }
+    out
+}
+
+/// One line per synthetic-check variant and per shadow/mirror mode: traffic beside the verdict.
+fn side_lines(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &r.synthetic_checks {
+        out.push(format!(
+            "synthetic checks on {}: {} of {} succeeded ({} probes)",
+            c.variant,
+            pct(c.success_rate),
+            c.checks,
+            c.users
+        ));
+    }
+    for s in &r.shadow_traffic {
+        out.push(format!(
+            "{} calls on {}: {} · error rate {} (live {}, p = {}) · p99 {} ms (live {}) · {} of {} results mismatched",
+            s.mode,
+            s.variant,
+            s.requests,
+            pct(s.error_rate),
+            pct(s.live_error_rate),
+            num(s.error_rate_p_value, 3),
+            num(s.latency_p99, 1),
+            num(s.live_latency_p99, 1),
+            pct(s.mismatch_rate),
+            s.compared
+        ));
     }
     out
 }
@@ -199,6 +232,12 @@ pub fn to_markdown(reports: &[Report]) -> String {
             r.confidence * 100.0,
             method_line(r)
         );
+        for line in side_lines(r) {
+            let _ = writeln!(out, "- {line}");
+        }
+        if !r.synthetic_checks.is_empty() || !r.shadow_traffic.is_empty() {
+            out.push('\n');
+        }
         for (header, rows) in [variant_rows(r), comparison_rows(r)] {
             let _ = writeln!(out, "| {} |", header.join(" | "));
             let _ = writeln!(out, "|{}|", vec!["---"; header.len()].join("|"));

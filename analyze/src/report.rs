@@ -69,6 +69,11 @@ pub struct Report {
     pub srm: Srm,
     /// Data quality counts.
     pub data_quality: DataQuality,
+    /// Synthetic checks per variant (synthetic users' live requests), never part of the verdict.
+    pub synthetic_checks: Vec<crate::side_traffic::SyntheticCheck>,
+    /// Shadow and mirror calls per variant, against the variant's live traffic; never part of the
+    /// verdict.
+    pub shadow_traffic: Vec<crate::side_traffic::ShadowTraffic>,
     /// Per-variant metrics, baseline first.
     pub variants: Vec<VariantMetrics>,
     /// Each non-baseline variant against the baseline, per metric.
@@ -105,6 +110,8 @@ pub struct DataQuality {
     pub synthetic_users: BTreeMap<String, u64>,
     /// Request and exposure events resent under an `event_id` already seen, counted once.
     pub duplicates_dropped: u64,
+    /// The per-user revenue cap applied before comparing revenue (`winsorize_revenue`), if any.
+    pub revenue_winsorized_at: Option<f64>,
 }
 
 /// A quantile estimate with its confidence interval (null until there are enough observations).
@@ -161,7 +168,9 @@ pub struct VariantMetrics {
 /// One metric of one variant against the baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
-    /// `error_rate`, `latency_p50`, `latency_p95`, `latency_p99`, `conversion_rate`, `revenue_per_user`.
+    /// `error_rate`, `latency_p50`, `latency_p95`, `latency_p99`, `latency_rank` (Mann–Whitney:
+    /// the values are P(a request of that arm is slower than one of the other)),
+    /// `conversion_rate`, `revenue_per_user`.
     pub metric: String,
     /// Baseline variant.
     pub baseline: String,

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
@@ -40,6 +39,8 @@ pub struct ExperimentUsers {
     pub multiple_variants: u64,
     /// Request and exposure events resent under an `event_id` already seen (counted once).
     pub duplicates_dropped: u64,
+    /// Synthetic checks and shadow/mirror calls, by variant and mode (`side_traffic`).
+    pub modes: Vec<crate::side_traffic::ModeRow>,
 }
 
 impl ExperimentUsers {
@@ -52,14 +53,7 @@ impl ExperimentUsers {
 const QUERY: &str = "user_metrics";
 
 fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<Arc<dyn Array>> {
-    let col = batch.column_by_name(name).ok_or_else(|| Error::Column {
-        name: QUERY.into(),
-        column: name.into(),
-    })?;
-    cast(col, to).map_err(|_| Error::Column {
-        name: QUERY.into(),
-        column: name.into(),
-    })
+    queries::column(batch, QUERY, name, to)
 }
 
 /// Loads every experiment's users (or only `only`'s, when given).
@@ -150,19 +144,10 @@ async fn load_duplicates(
     out: &mut BTreeMap<String, ExperimentUsers>,
 ) -> Result<()> {
     const NAME: &str = "duplicate_events";
-    let sql = queries::named(NAME)
-        .ok_or_else(|| Error::UnknownQuery(NAME.into()))?
-        .sql;
-    let batches = ctx
-        .sql(sql)
-        .await
-        .map_err(Error::query(NAME))?
-        .collect()
-        .await
-        .map_err(Error::query(NAME))?;
+    let batches = queries::run_named(ctx, NAME).await?;
     for batch in batches {
-        let experiment = column(&batch, "experiment", &DataType::Utf8)?;
-        let duplicates = column(&batch, "duplicates", &DataType::Int64)?;
+        let experiment = queries::column(&batch, NAME, "experiment", &DataType::Utf8)?;
+        let duplicates = queries::column(&batch, NAME, "duplicates", &DataType::Int64)?;
         let (experiment, duplicates) = (
             experiment.as_string::<i32>(),
             duplicates.as_primitive::<Int64Type>(),

@@ -233,6 +233,25 @@ pub fn assert_report_matches_truth(
             .copied()
             .unwrap_or(0);
         assert_eq!(synthetic, truth.synthetic_users, "{at}: synthetic users");
+        let checks = report.synthetic_checks.iter().find(|c| c.variant == v.name);
+        assert_eq!(
+            checks.map_or((0, 0, 0), |c| (c.users, c.checks, c.failures)),
+            (
+                truth.synthetic_users,
+                truth.synthetic_checks,
+                truth.synthetic_failures
+            ),
+            "{at}: synthetic checks"
+        );
+        let shadow = report
+            .shadow_traffic
+            .iter()
+            .find(|s| s.variant == v.name && s.mode == "shadow");
+        assert_eq!(
+            shadow.map_or((0, 0), |s| (s.requests, s.mismatches)),
+            (truth.shadow_calls, truth.shadow_mismatches),
+            "{at}: shadow calls"
+        );
     }
 }
 

@@ -41,6 +41,14 @@ pub struct VariantTruth {
     pub converted_users: u64,
     /// Sum of business values at or after exposure.
     pub revenue: f64,
+    /// Live requests of synthetic users (synthetic checks).
+    pub synthetic_checks: u64,
+    /// Of which failed (status ≥ 400).
+    pub synthetic_failures: u64,
+    /// Shadow calls of non-synthetic users.
+    pub shadow_calls: u64,
+    /// Of which `shadow_match` is false.
+    pub shadow_mismatches: u64,
 }
 
 /// Counts of what was generated.
@@ -225,7 +233,8 @@ pub fn generate<E>(
             } else {
                 0
             };
-            let (mut requests, mut errors) = (0u64, 0u64);
+            let (mut requests, mut errors, mut failures) = (0u64, 0u64, 0u64);
+            let (mut shadow_calls, mut shadow_mismatches) = (0u64, 0u64);
             for _ in 0..=extra {
                 let at = t0 + (out.rng.random::<f64>() * remaining) as i64;
                 let failed = out.rng.random_bool(variant.error_rate);
@@ -249,6 +258,7 @@ pub fn generate<E>(
                 )?;
                 requests += 1;
                 errors += u64::from(failed);
+                failures += u64::from(status >= 400);
                 if out.rng.random_bool(exp.shadow_share) {
                     let shadow_latency = (latency.sample(&mut out.rng) * 1000.0).round() / 1000.0;
                     let matched = out.rng.random_bool(0.98);
@@ -260,16 +270,23 @@ pub fn generate<E>(
                                "status": 200, "latency_ms": shadow_latency, "endpoint": endpoint,
                                "mode": "shadow", "shadow_match": matched}),
                     )?;
+                    shadow_calls += 1;
+                    shadow_mismatches += u64::from(!matched);
                 }
             }
-            if !synthetic {
-                let truth = out
-                    .summary
-                    .truth
-                    .get_mut(&(exp.name.clone(), variant.name.clone()))
-                    .expect("entry made above");
+            let truth = out
+                .summary
+                .truth
+                .get_mut(&(exp.name.clone(), variant.name.clone()))
+                .expect("entry made above");
+            if synthetic {
+                truth.synthetic_checks += requests;
+                truth.synthetic_failures += failures;
+            } else {
                 truth.requests += requests;
                 truth.errors += errors;
+                truth.shadow_calls += shadow_calls;
+                truth.shadow_mismatches += shadow_mismatches;
             }
             if out.rng.random_bool(variant.conversion_rate) {
                 let at = t0 + (out.rng.random::<f64>() * remaining) as i64;

@@ -43,6 +43,7 @@ fn experiment(variants: Vec<(&str, Vec<UserRow>)>) -> ExperimentUsers {
         synthetic: BTreeMap::new(),
         multiple_variants: 0,
         duplicates_dropped: 0,
+        modes: Vec::new(),
     }
 }
 
@@ -250,4 +251,64 @@ fn the_json_report_follows_its_schema() {
         let json = serde_json::to_value(&report).unwrap();
         check(&json, &schema, &schema, "report");
     }
+}
+
+#[test]
+fn winsorizing_caps_a_whale_and_says_where() {
+    let mut treatment = users(2000, 2, 0, 80.0);
+    treatment[1].revenue = 1_000_000.0; // one purchase worth more than everyone else's together
+    let e = experiment(vec![
+        ("control", users(2000, 2, 0, 80.0)),
+        ("treatment", treatment),
+    ]);
+    let revenue = |r: &Report| {
+        r.variants
+            .iter()
+            .find(|v| v.name == "treatment")
+            .and_then(|v| v.revenue_per_user)
+            .unwrap()
+    };
+
+    let raw = decide("x", &e, &settings("[experiments.x]\nmethod = \"fixed\"\n"));
+    assert_eq!(raw.data_quality.revenue_winsorized_at, None);
+    assert!(revenue(&raw) > 500.0);
+
+    let capped = decide(
+        "x",
+        &e,
+        &settings("[experiments.x]\nmethod = \"fixed\"\nwinsorize_revenue = 0.99\n"),
+    );
+    // 10% of users spend 25: the 99th percentile is 25, so the whale counts as 25:
+    // (200 × 25 + 25) / 2000.
+    assert_eq!(capped.data_quality.revenue_winsorized_at, Some(25.0));
+    assert!(
+        (revenue(&capped) - 2.5125).abs() < 1e-9,
+        "{}",
+        revenue(&capped)
+    );
+    let e = ExperimentsFile::parse("[defaults]\nwinsorize_revenue = 1.5\n").unwrap_err();
+    assert!(
+        e.contains("winsorize_revenue") && e.contains("between 0.5 and 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_rank_test_sees_a_slower_variant() {
+    let e = experiment(vec![
+        ("control", users(500, 4, 0, 80.0)),
+        ("treatment", users(500, 4, 0, 120.0)),
+    ]);
+    let r = decide("x", &e, &settings(""));
+    let rank = r
+        .comparisons
+        .iter()
+        .find(|c| c.metric == "latency_rank")
+        .expect("a rank comparison");
+    assert!(
+        rank.variant_value.unwrap() > 0.6 && rank.p_value.unwrap() < 1e-6,
+        "{rank:?}"
+    );
+    assert!(rank.guardrail.is_none());
+    assert_eq!(r.method, "sequential");
 }

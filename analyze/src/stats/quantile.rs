@@ -60,6 +60,11 @@ impl ClusteredSample {
         Self { sorted, per_user }
     }
 
+    /// Every observation, ascending (for rank tests).
+    pub fn values(&self) -> &[f64] {
+        &self.sorted
+    }
+
     /// Number of observations.
     pub fn len(&self) -> usize {
         self.sorted.len()

@@ -1,0 +1,250 @@
+//! Traffic that is not a live user's request, reported beside the verdict and never mixed into it:
+//! synthetic checks (probes from synthetic users: did they succeed, per variant) and shadow and
+//! mirror calls (dark launches: how their errors, latency and result mismatches compare with the
+//! same variant's live traffic). One query (`traffic_modes`) reads all of it in one pass.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::queries;
+use crate::report::VariantMetrics;
+use crate::stats::dist::normal_sf;
+
+const QUERY: &str = "traffic_modes";
+
+/// One row of `traffic_modes`: a variant's requests of one mode, synthetic or not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModeRow {
+    pub variant: String,
+    pub mode: String,
+    pub synthetic: bool,
+    pub users: u64,
+    pub requests: u64,
+    /// Status ≥ 500.
+    pub errors: u64,
+    /// Status ≥ 400 (a failed synthetic check).
+    pub failures: u64,
+    /// Requests that carried `shadow_match`.
+    pub compared: u64,
+    /// Of those, `shadow_match = false`.
+    pub mismatches: u64,
+    pub latency_p50: Option<f64>,
+    pub latency_p99: Option<f64>,
+}
+
+/// Synthetic checks of one variant: synthetic users' live requests.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SyntheticCheck {
+    /// Variant probed.
+    pub variant: String,
+    /// Synthetic users (probes).
+    pub users: u64,
+    /// Their live requests (checks run).
+    pub checks: u64,
+    /// Checks that failed (status ≥ 400).
+    pub failures: u64,
+    /// (checks − failures) / checks.
+    pub success_rate: Option<f64>,
+}
+
+/// Shadow or mirror calls of one variant against the same variant's live traffic.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ShadowTraffic {
+    /// Variant that served the calls.
+    pub variant: String,
+    /// `shadow` or `mirror`.
+    pub mode: String,
+    /// Calls.
+    pub requests: u64,
+    /// Of which status ≥ 500.
+    pub errors: u64,
+    /// errors / requests.
+    pub error_rate: Option<f64>,
+    /// The variant's live error rate, for comparison.
+    pub live_error_rate: Option<f64>,
+    /// Two-sided p-value of "same error rate as live" (two-proportion z test; requests treated as
+    /// independent: descriptive).
+    pub error_rate_p_value: Option<f64>,
+    /// Median latency of the calls, ms (approximate quantile).
+    pub latency_p50: Option<f64>,
+    /// p99 latency of the calls, ms (approximate quantile).
+    pub latency_p99: Option<f64>,
+    /// The variant's live p99, ms.
+    pub live_latency_p99: Option<f64>,
+    /// Calls that reported `shadow_match`.
+    pub compared: u64,
+    /// Of those, results that differed from the live one.
+    pub mismatches: u64,
+    /// mismatches / compared.
+    pub mismatch_rate: Option<f64>,
+}
+
+/// Loads `traffic_modes`, by experiment.
+pub async fn load(ctx: &SessionContext) -> Result<BTreeMap<String, Vec<ModeRow>>> {
+    let batches = queries::run_named(ctx, QUERY).await?;
+    let mut out: BTreeMap<String, Vec<ModeRow>> = BTreeMap::new();
+    for batch in &batches {
+        let text = |name: &str| column(batch, name, &DataType::Utf8);
+        let int = |name: &str| column(batch, name, &DataType::Int64);
+        let float = |name: &str| column(batch, name, &DataType::Float64);
+        let (experiment, variant, mode) = (text("experiment")?, text("variant")?, text("mode")?);
+        let synthetic = column(batch, "synthetic", &DataType::Boolean)?;
+        let ints: Vec<Arc<dyn Array>> = [
+            "users",
+            "requests",
+            "errors",
+            "failures",
+            "compared",
+            "mismatches",
+        ]
+        .iter()
+        .map(|n| int(n))
+        .collect::<Result<_>>()?;
+        let (p50, p99) = (float("latency_p50")?, float("latency_p99")?);
+        let (p50, p99) = (
+            p50.as_primitive::<Float64Type>(),
+            p99.as_primitive::<Float64Type>(),
+        );
+        let n = |k: usize, i: usize| ints[k].as_primitive::<Int64Type>().value(i).max(0) as u64;
+        let opt = |a: &arrow::array::PrimitiveArray<Float64Type>, i: usize| {
+            (!a.is_null(i)).then(|| a.value(i))
+        };
+        for i in 0..batch.num_rows() {
+            out.entry(experiment.as_string::<i32>().value(i).to_string())
+                .or_default()
+                .push(ModeRow {
+                    variant: variant.as_string::<i32>().value(i).to_string(),
+                    mode: mode.as_string::<i32>().value(i).to_string(),
+                    synthetic: synthetic.as_boolean().value(i),
+                    users: n(0, i),
+                    requests: n(1, i),
+                    errors: n(2, i),
+                    failures: n(3, i),
+                    compared: n(4, i),
+                    mismatches: n(5, i),
+                    latency_p50: opt(p50, i),
+                    latency_p99: opt(p99, i),
+                });
+        }
+    }
+    Ok(out)
+}
+
+fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<Arc<dyn Array>> {
+    queries::column(batch, QUERY, name, to)
+}
+
+fn rate(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// Two-sided p-value of the pooled two-proportion z test; `None` when undefined.
+fn two_proportions_p(x1: u64, n1: u64, x2: u64, n2: u64) -> Option<f64> {
+    if n1 == 0 || n2 == 0 {
+        return None;
+    }
+    let pooled = (x1 + x2) as f64 / (n1 + n2) as f64;
+    let se = (pooled * (1.0 - pooled) * (1.0 / n1 as f64 + 1.0 / n2 as f64)).sqrt();
+    if se <= 0.0 {
+        return (x1 as f64 / n1 as f64 == x2 as f64 / n2 as f64).then_some(1.0);
+    }
+    let z = (x1 as f64 / n1 as f64 - x2 as f64 / n2 as f64) / se;
+    Some((2.0 * normal_sf(z.abs())).min(1.0))
+}
+
+/// Synthetic checks per variant: the synthetic users' live requests.
+pub fn synthetic_checks(rows: &[ModeRow]) -> Vec<SyntheticCheck> {
+    rows.iter()
+        .filter(|r| r.synthetic && r.mode == "live")
+        .map(|r| SyntheticCheck {
+            variant: r.variant.clone(),
+            users: r.users,
+            checks: r.requests,
+            failures: r.failures,
+            success_rate: rate(r.requests - r.failures.min(r.requests), r.requests),
+        })
+        .collect()
+}
+
+/// Shadow and mirror calls of real users, each against its variant's live metrics.
+pub fn shadow_traffic(rows: &[ModeRow], live: &[VariantMetrics]) -> Vec<ShadowTraffic> {
+    rows.iter()
+        .filter(|r| !r.synthetic && r.mode != "live")
+        .map(|r| {
+            let live = live.iter().find(|v| v.name == r.variant);
+            ShadowTraffic {
+                variant: r.variant.clone(),
+                mode: r.mode.clone(),
+                requests: r.requests,
+                errors: r.errors,
+                error_rate: rate(r.errors, r.requests),
+                live_error_rate: live.and_then(|v| v.error_rate),
+                error_rate_p_value: live
+                    .and_then(|v| two_proportions_p(r.errors, r.requests, v.errors, v.requests)),
+                latency_p50: r.latency_p50,
+                latency_p99: r.latency_p99,
+                live_latency_p99: live.and_then(|v| v.latency_ms.p99),
+                compared: r.compared,
+                mismatches: r.mismatches,
+                mismatch_rate: rate(r.mismatches, r.compared),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_proportions_matches_a_hand_computation() {
+        // 30/1000 vs 20/1000: pooled 0.025, se = sqrt(0.025·0.975·0.002) = 0.0069821, z = 1.43222.
+        let p = two_proportions_p(30, 1000, 20, 1000).unwrap();
+        assert!((p - 0.152_08).abs() < 2e-4, "{p}");
+        assert_eq!(two_proportions_p(0, 10, 0, 10), Some(1.0));
+        assert_eq!(two_proportions_p(1, 0, 0, 10), None);
+    }
+
+    #[test]
+    fn synthetic_and_shadow_rows_are_split_and_compared() {
+        let rows = vec![
+            ModeRow {
+                variant: "v2".into(),
+                mode: "live".into(),
+                synthetic: true,
+                users: 3,
+                requests: 40,
+                failures: 4,
+                ..Default::default()
+            },
+            ModeRow {
+                variant: "v2".into(),
+                mode: "shadow".into(),
+                requests: 500,
+                errors: 25,
+                compared: 400,
+                mismatches: 8,
+                ..Default::default()
+            },
+        ];
+        let checks = synthetic_checks(&rows);
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].success_rate, Some(0.9));
+        let shadow = shadow_traffic(&rows, &[]);
+        assert_eq!(shadow.len(), 1);
+        assert_eq!(
+            (shadow[0].error_rate, shadow[0].mismatch_rate),
+            (Some(0.05), Some(0.02))
+        );
+        assert_eq!(
+            shadow[0].error_rate_p_value, None,
+            "no live traffic to compare with"
+        );
+    }
+}
