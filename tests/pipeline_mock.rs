@@ -78,6 +78,14 @@ async fn run() {
     let by_name: BTreeMap<&str, _> = reports.iter().map(|r| (r.experiment.as_str(), r)).collect();
 
     let canary = by_name["checkout-canary"];
+    // Two regions in the generated traffic: the guardrails are also tested per region.
+    let regions: std::collections::BTreeSet<&str> = canary
+        .segments
+        .iter()
+        .filter(|g| g.dimension == "region")
+        .map(|g| g.segment.as_str())
+        .collect();
+    assert_eq!(regions.len(), 2, "{:?}", canary.segments);
     assert_eq!(
         canary.verdict,
         Verdict::Rollback,

@@ -5,6 +5,7 @@
 //! [defaults]
 //! confidence = 0.95        # two-sided confidence; one-sided tests use α = 1 − confidence
 //! min_users = 100          # per variant, before a metric can roll back or promote
+//! segment_min_users = 100  # per variant within an endpoint or region, before that segment can roll back
 //! error_rate_ratio = 2.0   # roll back when the canary's error rate is significantly above 2× the baseline's
 //! p99_ratio = 1.5          # roll back when the canary's p99 is significantly above 1.5× the baseline's
 //! harm_budget = 100        # excess errors a canary may cause before it is rolled back, significance or not
@@ -74,6 +75,9 @@ pub struct ExperimentSettings {
     pub confidence: f64,
     /// Users per variant before a metric may roll back or promote. Default 100.
     pub min_users: u64,
+    /// Users per variant within a segment (endpoint, region) before that segment's guardrails may
+    /// roll back. Default 100.
+    pub segment_min_users: u64,
     /// Error-rate ratio threshold. Default 2.0.
     pub error_rate_ratio: f64,
     /// p99 latency ratio threshold. Default 1.5.
@@ -103,6 +107,7 @@ impl Default for ExperimentSettings {
             weights: None,
             confidence: 0.95,
             min_users: 100,
+            segment_min_users: 100,
             error_rate_ratio: 2.0,
             p99_ratio: 1.5,
             harm_budget: 100.0,
@@ -131,6 +136,7 @@ struct Overrides {
     weights: Option<BTreeMap<String, f64>>,
     confidence: Option<f64>,
     min_users: Option<u64>,
+    segment_min_users: Option<u64>,
     error_rate_ratio: Option<f64>,
     p99_ratio: Option<f64>,
     harm_budget: Option<f64>,
@@ -156,6 +162,7 @@ impl Overrides {
         set!(
             confidence,
             min_users,
+            segment_min_users,
             error_rate_ratio,
             p99_ratio,
             harm_budget,

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use crate::config::{Correction, ExperimentSettings, Method, DEFAULT_BASELINES};
 use crate::metrics::{blast_radius, compare, revenue_cap, variant_stats};
 use crate::report::{DataQuality, Report, Srm, Verdict};
+use crate::segments;
 use crate::side_traffic;
 use crate::stats;
 use crate::users::ExperimentUsers;
@@ -162,6 +163,37 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
         }
     }
 
+    let segment_guardrails = match &baseline {
+        Some(b) if base_stats.is_some() => segments::guardrails(&users.segments, b, settings),
+        _ => Vec::new(),
+    };
+    // The three strongest segment breaches in words, the rest counted (all are in `segments`).
+    let mut breached: Vec<_> = segment_guardrails.iter().filter(|g| g.breached).collect();
+    breached.sort_by(|a, b| {
+        a.margin_p_adjusted
+            .unwrap_or(1.0)
+            .total_cmp(&b.margin_p_adjusted.unwrap_or(1.0))
+    });
+    if breached.len() > 3 {
+        rollback.push(format!(
+            "{} segment guardrails breached in all (see `segments`); the strongest:",
+            breached.len()
+        ));
+    }
+    for g in breached.iter().take(3) {
+        rollback.push(format!(
+            "{} in {} {}: {} is {:.2}× the baseline's there, significantly above the {:.1}× threshold (p = {:.2e}, corrected across {} segment tests)",
+            g.variant,
+            g.dimension,
+            g.segment,
+            g.metric,
+            g.ratio.unwrap_or(f64::NAN),
+            g.threshold,
+            g.margin_p_adjusted.unwrap_or(f64::NAN),
+            segment_guardrails.iter().filter(|s| s.margin_p_adjusted.is_some()).count()
+        ));
+    }
+
     for (name, v) in &stats_by_variant {
         if v.users < settings.min_users {
             pending.push(format!(
@@ -244,6 +276,7 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
             duplicates_dropped: users.duplicates_dropped,
             revenue_winsorized_at: cap,
         },
+        segments: segment_guardrails,
         synthetic_checks,
         shadow_traffic,
         variants,

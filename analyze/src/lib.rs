@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod queries;
 pub mod render;
 pub mod report;
+pub mod segments;
 pub mod side_traffic;
 pub mod simulate;
 pub mod stats;
@@ -39,6 +40,11 @@ pub async fn analyze(
     for (experiment, rows) in side_traffic::load(&ctx).await? {
         if let Some(users) = all.get_mut(&experiment) {
             users.modes = rows;
+        }
+    }
+    for (experiment, segments) in segments::load(&ctx).await? {
+        if let Some(users) = all.get_mut(&experiment) {
+            users.segments = segments;
         }
     }
     for missing in only.iter().filter(|e| !all.contains_key(*e)) {

@@ -51,6 +51,10 @@ pub const QUERIES: &[NamedQuery] = &[
         sql: include_str!("../../queries/duplicate_events.sql"),
     },
     NamedQuery {
+        name: "segment_users",
+        sql: include_str!("../../queries/segment_users.sql"),
+    },
+    NamedQuery {
         name: "traffic_modes",
         sql: include_str!("../../queries/traffic_modes.sql"),
     },

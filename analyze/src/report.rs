@@ -69,6 +69,8 @@ pub struct Report {
     pub srm: Srm,
     /// Data quality counts.
     pub data_quality: DataQuality,
+    /// Guardrail tests within each endpoint and region, corrected together; a breach rolls back.
+    pub segments: Vec<crate::segments::SegmentGuardrail>,
     /// Synthetic checks per variant (synthetic users' live requests), never part of the verdict.
     pub synthetic_checks: Vec<crate::side_traffic::SyntheticCheck>,
     /// Shadow and mirror calls per variant, against the variant's live traffic; never part of the

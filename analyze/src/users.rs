@@ -41,6 +41,8 @@ pub struct ExperimentUsers {
     pub duplicates_dropped: u64,
     /// Synthetic checks and shadow/mirror calls, by variant and mode (`side_traffic`).
     pub modes: Vec<crate::side_traffic::ModeRow>,
+    /// Users by endpoint and by region (`segments`).
+    pub segments: crate::segments::ExperimentSegments,
 }
 
 impl ExperimentUsers {

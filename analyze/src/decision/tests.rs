@@ -44,6 +44,7 @@ fn experiment(variants: Vec<(&str, Vec<UserRow>)>) -> ExperimentUsers {
         multiple_variants: 0,
         duplicates_dropped: 0,
         modes: Vec::new(),
+        segments: Default::default(),
     }
 }
 
@@ -311,4 +312,58 @@ fn the_rank_test_sees_a_slower_variant() {
     );
     assert!(rank.guardrail.is_none());
     assert_eq!(r.method, "sequential");
+}
+
+/// Errors confined to one endpoint: diluted overall, caught in the segment, and only once that
+/// segment has its own minimum sample.
+#[test]
+fn a_regression_in_one_endpoint_rolls_back_through_its_segment() {
+    let segment = |errors_every: u64, n: usize| -> crate::segments::SegmentUsers {
+        [
+            ("v1".to_string(), users(n * 19, 3, 200, 80.0)),
+            ("v2".to_string(), users(n, 3, errors_every, 80.0)),
+        ]
+        .into_iter()
+        .collect()
+    };
+    let build = |n: usize| {
+        let mut e = experiment(vec![
+            ("v1", users(n * 19 * 10, 3, 200, 80.0)),
+            ("v2", users(n * 10, 3, 200, 80.0)),
+        ]);
+        e.segments
+            .insert(("endpoint".into(), "GET /cart".into()), segment(6, n));
+        e.segments.insert(
+            ("endpoint".into(), "GET /search".into()),
+            segment(200, n * 9),
+        );
+        e
+    };
+    let s = settings("[experiments.x]\nmethod = \"fixed\"\n");
+    let r = decide("x", &build(150), &s);
+    assert_eq!(r.verdict, Verdict::Rollback, "{:?}", r.reasons);
+    assert!(
+        r.reasons
+            .iter()
+            .any(|m| m.contains("endpoint GET /cart") && m.contains("error_rate")),
+        "{:?}",
+        r.reasons
+    );
+    assert!(r
+        .segments
+        .iter()
+        .any(|g| g.segment == "GET /cart" && g.breached));
+    assert!(!r
+        .segments
+        .iter()
+        .any(|g| g.segment == "GET /search" && g.breached));
+
+    // The same regression with 60 canary users in the segment, under its minimum of 100: no rollback from it.
+    let r = decide("x", &build(60), &s);
+    assert!(r.segments.iter().all(|g| !g.breached), "{:?}", r.segments);
+    assert!(
+        !r.reasons.iter().any(|m| m.contains("GET /cart")),
+        "{:?}",
+        r.reasons
+    );
 }
