@@ -8,6 +8,13 @@
 //! segment_min_users = 100  # per variant within an endpoint or region, before that segment can roll back
 //! error_rate_ratio = 2.0   # roll back when the canary's error rate is significantly above 2× the baseline's
 //! p99_ratio = 1.5          # roll back when the canary's p99 is significantly above 1.5× the baseline's
+//! # The guardrails in full (the two lines above are shorthands for the first two entries):
+//! guardrails = [
+//!   { metric = "error_rate", threshold = 2.0 },   # kind = "ratio", direction = "increase" (defaults)
+//!   { metric = "latency_p99", threshold = 1.5 },
+//!   # e.g. { metric = "conversion_rate", threshold = 0.95 },              # at most 5% fewer conversions
+//!   # e.g. { metric = "latency_p50", kind = "absolute", threshold = 20 }, # at most 20 ms slower
+//! ]
 //! harm_budget = 100        # excess errors a canary may cause before it is rolled back, significance or not
 //! correction = "holm"      # or "bh": correction across guardrails
 //! max_multiple_exposure = 0.01
@@ -27,6 +34,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::stats::{Harm, Scale, ThresholdRule};
 
 /// Baseline names tried, in order, when an experiment names none.
 pub const DEFAULT_BASELINES: [&str; 3] = ["control", "baseline", "v1"];
@@ -64,6 +72,82 @@ impl Method {
     }
 }
 
+/// A metric a guardrail can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardrailMetric {
+    ErrorRate,
+    LatencyP50,
+    LatencyP95,
+    LatencyP99,
+    ConversionRate,
+    RevenuePerUser,
+}
+
+impl GuardrailMetric {
+    /// The name, as comparisons and the file spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuardrailMetric::ErrorRate => "error_rate",
+            GuardrailMetric::LatencyP50 => "latency_p50",
+            GuardrailMetric::LatencyP95 => "latency_p95",
+            GuardrailMetric::LatencyP99 => "latency_p99",
+            GuardrailMetric::ConversionRate => "conversion_rate",
+            GuardrailMetric::RevenuePerUser => "revenue_per_user",
+        }
+    }
+
+    /// The harmful direction unless the file says otherwise: up for errors and latency, down for
+    /// conversion and revenue.
+    pub fn default_harm(self) -> Harm {
+        match self {
+            GuardrailMetric::ConversionRate | GuardrailMetric::RevenuePerUser => Harm::Decrease,
+            _ => Harm::Increase,
+        }
+    }
+
+    /// Whether the metric comes from requests alone (and so can be tested within a segment).
+    pub fn from_requests(self) -> bool {
+        !matches!(
+            self,
+            GuardrailMetric::ConversionRate | GuardrailMetric::RevenuePerUser
+        )
+    }
+}
+
+/// One guardrail: a metric and the limit of its harmful change.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardrailSpec {
+    pub metric: GuardrailMetric,
+    pub rule: ThresholdRule,
+}
+
+impl GuardrailSpec {
+    /// A ratio limit in the metric's default harmful direction.
+    pub fn ratio(metric: GuardrailMetric, threshold: f64) -> Self {
+        GuardrailSpec {
+            metric,
+            rule: ThresholdRule {
+                scale: Scale::Ratio,
+                harm: metric.default_harm(),
+                threshold,
+            },
+        }
+    }
+}
+
+/// A `guardrails` entry of the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardrailEntry {
+    metric: GuardrailMetric,
+    threshold: f64,
+    /// Default "ratio".
+    kind: Option<Scale>,
+    /// The harmful direction; default: the metric's.
+    direction: Option<Harm>,
+}
+
 /// Settings of one experiment, after defaults are applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentSettings {
@@ -78,10 +162,9 @@ pub struct ExperimentSettings {
     /// Users per variant within a segment (endpoint, region) before that segment's guardrails may
     /// roll back. Default 100.
     pub segment_min_users: u64,
-    /// Error-rate ratio threshold. Default 2.0.
-    pub error_rate_ratio: f64,
-    /// p99 latency ratio threshold. Default 1.5.
-    pub p99_ratio: f64,
+    /// The guardrails: a breach rolls back, all shown non-inferior promotes. Default: error rate
+    /// at most 2× the baseline's, p99 at most 1.5× (ratios, increases harmful).
+    pub guardrails: Vec<GuardrailSpec>,
     /// Excess errors allowed before a blast-radius rollback. Default 100.
     pub harm_budget: f64,
     /// Maximum treatment share of users; None: no cap. Default none.
@@ -108,8 +191,10 @@ impl Default for ExperimentSettings {
             confidence: 0.95,
             min_users: 100,
             segment_min_users: 100,
-            error_rate_ratio: 2.0,
-            p99_ratio: 1.5,
+            guardrails: vec![
+                GuardrailSpec::ratio(GuardrailMetric::ErrorRate, 2.0),
+                GuardrailSpec::ratio(GuardrailMetric::LatencyP99, 1.5),
+            ],
             harm_budget: 100.0,
             traffic_cap: None,
             correction: Correction::Holm,
@@ -126,6 +211,22 @@ impl ExperimentSettings {
     pub fn alpha(&self) -> f64 {
         1.0 - self.confidence
     }
+
+    /// Sets the ratio threshold of `metric`'s ratio guardrail in its default direction, adding
+    /// the guardrail when there is none (what `error_rate_ratio` and `p99_ratio` do).
+    pub fn set_ratio(&mut self, metric: GuardrailMetric, threshold: f64) {
+        let harm = metric.default_harm();
+        match self
+            .guardrails
+            .iter_mut()
+            .find(|g| g.metric == metric && g.rule.scale == Scale::Ratio && g.rule.harm == harm)
+        {
+            Some(g) => g.rule.threshold = threshold,
+            None => self
+                .guardrails
+                .push(GuardrailSpec::ratio(metric, threshold)),
+        }
+    }
 }
 
 /// One table of the file: every key optional, unknown keys rejected.
@@ -139,6 +240,7 @@ struct Overrides {
     segment_min_users: Option<u64>,
     error_rate_ratio: Option<f64>,
     p99_ratio: Option<f64>,
+    guardrails: Option<Vec<GuardrailEntry>>,
     harm_budget: Option<f64>,
     traffic_cap: Option<f64>,
     correction: Option<Correction>,
@@ -149,7 +251,8 @@ struct Overrides {
 }
 
 impl Overrides {
-    fn apply(&self, s: &mut ExperimentSettings) {
+    /// Applies the table at `at` over `s`; the shorthands must be ratios ≥ 1.
+    fn apply(&self, at: &str, s: &mut ExperimentSettings) -> Result<(), String> {
         if let Some(v) = &self.baseline {
             s.baseline = Some(v.clone());
         }
@@ -163,8 +266,6 @@ impl Overrides {
             confidence,
             min_users,
             segment_min_users,
-            error_rate_ratio,
-            p99_ratio,
             harm_budget,
             correction,
             max_multiple_exposure,
@@ -177,6 +278,42 @@ impl Overrides {
         if let Some(v) = self.winsorize_revenue {
             s.winsorize_revenue = Some(v);
         }
+        if let Some(entries) = &self.guardrails {
+            s.guardrails = entries
+                .iter()
+                .map(|e| GuardrailSpec {
+                    metric: e.metric,
+                    rule: ThresholdRule {
+                        scale: e.kind.unwrap_or(Scale::Ratio),
+                        harm: e.direction.unwrap_or(e.metric.default_harm()),
+                        threshold: e.threshold,
+                    },
+                })
+                .collect();
+        }
+        for (key, metric, value, example) in [
+            (
+                "error_rate_ratio",
+                GuardrailMetric::ErrorRate,
+                self.error_rate_ratio,
+                "2.0",
+            ),
+            (
+                "p99_ratio",
+                GuardrailMetric::LatencyP99,
+                self.p99_ratio,
+                "1.5",
+            ),
+        ] {
+            let Some(v) = value else { continue };
+            if !(v >= 1.0 && v.is_finite()) {
+                return Err(format!(
+                    "[{at}] {key} = {v}: allowed a ratio ≥ 1 (e.g. {example})"
+                ));
+            }
+            s.set_ratio(metric, v);
+        }
+        Ok(())
     }
 }
 
@@ -213,13 +350,14 @@ impl ExperimentsFile {
     pub fn parse(text: &str) -> Result<Self, String> {
         let contents: FileContents = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut defaults = ExperimentSettings::default();
-        contents.defaults.apply(&mut defaults);
+        contents.defaults.apply("defaults", &mut defaults)?;
         validate("defaults", &defaults)?;
         let mut experiments = BTreeMap::new();
         for (name, overrides) in contents.experiments {
             let mut settings = defaults.clone();
-            overrides.apply(&mut settings);
-            validate(&format!("experiments.{name}"), &settings)?;
+            let at = format!("experiments.{name}");
+            overrides.apply(&at, &mut settings)?;
+            validate(&at, &settings)?;
             experiments.insert(name, settings);
         }
         Ok(ExperimentsFile {
@@ -257,19 +395,24 @@ fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
             s.confidence.to_string(),
         );
     }
-    if !(s.error_rate_ratio >= 1.0 && s.error_rate_ratio.is_finite()) {
-        return fail(
-            "error_rate_ratio",
-            "a ratio ≥ 1 (e.g. 2.0)",
-            s.error_rate_ratio.to_string(),
-        );
-    }
-    if !(s.p99_ratio >= 1.0 && s.p99_ratio.is_finite()) {
-        return fail(
-            "p99_ratio",
-            "a ratio ≥ 1 (e.g. 1.5)",
-            s.p99_ratio.to_string(),
-        );
+    for (i, g) in s.guardrails.iter().enumerate() {
+        let key = format!("guardrails[{i}] ({})", g.metric.name());
+        let t = g.rule.threshold;
+        let (ok, allowed) = match (g.rule.scale, g.rule.harm) {
+            (Scale::Ratio, Harm::Increase) => (t >= 1.0, "with kind = \"ratio\" and direction = \"increase\", a threshold ≥ 1 (e.g. 2.0: at most twice the baseline's)"),
+            (Scale::Ratio, Harm::Decrease) => (t > 0.0 && t <= 1.0, "with kind = \"ratio\" and direction = \"decrease\", a threshold in (0, 1] (e.g. 0.95: at most 5% below the baseline's)"),
+            (Scale::Absolute, _) => (t >= 0.0, "with kind = \"absolute\", an amount ≥ 0 in the metric's unit (the change allowed in the harmful direction)"),
+        };
+        if !(ok && t.is_finite()) {
+            return fail(&format!("{key}.threshold"), allowed, t.to_string());
+        }
+        if s.guardrails[..i].iter().any(|h| h.metric == g.metric) {
+            return fail(
+                &key,
+                "one guardrail per metric",
+                format!("a second {} guardrail", g.metric.name()),
+            );
+        }
     }
     if !(s.harm_budget >= 0.0 && s.harm_budget.is_finite()) {
         return fail(
@@ -343,14 +486,13 @@ mod tests {
         let f = ExperimentsFile::parse("").unwrap();
         let s = f.settings("anything");
         assert_eq!(
-            (
-                s.error_rate_ratio,
-                s.p99_ratio,
-                s.harm_budget,
-                s.traffic_cap
-            ),
-            (2.0, 1.5, 100.0, None)
+            s.guardrails,
+            vec![
+                GuardrailSpec::ratio(GuardrailMetric::ErrorRate, 2.0),
+                GuardrailSpec::ratio(GuardrailMetric::LatencyP99, 1.5)
+            ]
         );
+        assert_eq!((s.harm_budget, s.traffic_cap), (100.0, None));
         assert_eq!(s.correction, Correction::Holm);
     }
 
@@ -365,6 +507,62 @@ mod tests {
         assert_eq!(s.traffic_cap, Some(0.06));
         assert_eq!(s.weights.unwrap()["v2"], 5.0);
         assert_eq!(f.settings("other").traffic_cap, None);
+    }
+
+    #[test]
+    fn guardrails_are_a_list_with_kinds_directions_and_shorthands() {
+        let f = ExperimentsFile::parse(
+            r#"
+[defaults]
+guardrails = [
+  { metric = "error_rate", threshold = 3.0 },
+  { metric = "conversion_rate", threshold = 0.95 },
+  { metric = "latency_p50", kind = "absolute", threshold = 20 },
+]
+[experiments.c]
+p99_ratio = 1.2
+error_rate_ratio = 2.5
+"#,
+        )
+        .unwrap();
+        let d = f.settings("other").guardrails;
+        assert_eq!(d.len(), 3);
+        assert_eq!(d[1].rule.harm, Harm::Decrease, "conversion: drops harm");
+        assert_eq!(
+            (d[2].rule.scale, d[2].rule.harm, d[2].rule.threshold),
+            (Scale::Absolute, Harm::Increase, 20.0)
+        );
+        let c = f.settings("c").guardrails;
+        assert_eq!(c.len(), 4, "p99 added by its shorthand: {c:?}");
+        assert_eq!(c[0].rule.threshold, 2.5);
+        assert_eq!(c[3], GuardrailSpec::ratio(GuardrailMetric::LatencyP99, 1.2));
+    }
+
+    #[test]
+    fn bad_guardrails_are_named() {
+        let e = ExperimentsFile::parse(
+            "[experiments.c]\nguardrails = [{ metric = \"conversion_rate\", threshold = 1.5 }]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("experiments.c") && e.contains("guardrails[0] (conversion_rate).threshold"),
+            "{e}"
+        );
+        let e = ExperimentsFile::parse(
+            "[defaults]\nguardrails = [{ metric = \"cpu\", threshold = 1 }]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("error_rate") && e.contains("revenue_per_user"),
+            "{e}"
+        );
+        let e = ExperimentsFile::parse(
+            "[defaults]\nguardrails = [{ metric = \"error_rate\", threshold = 2 }, { metric = \"error_rate\", kind = \"absolute\", threshold = 0.01 }]\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("one guardrail per metric"), "{e}");
+        let e = ExperimentsFile::parse("[defaults]\np99_ratio = 0.5\n").unwrap_err();
+        assert!(e.contains("p99_ratio") && e.contains("ratio ≥ 1"), "{e}");
     }
 
     #[test]

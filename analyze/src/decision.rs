@@ -149,13 +149,14 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
             g.breached = enough && p_adj < alpha;
             if g.breached {
                 rollback.push(format!(
-                    "{}: {} is {:.2}× the baseline's ({} vs {}), significantly above the {:.1}× threshold (p = {:.2e}, {} corrected)",
+                    "{}: {} is {} the baseline's ({} vs {}), significantly {} the limit of {} (p = {:.2e}, {} corrected)",
                     c.variant,
                     c.metric,
-                    g.ratio.unwrap_or(f64::NAN),
+                    g.on_scale(g.observed),
                     fmt_value(&c.metric, c.variant_value),
                     fmt_value(&c.metric, c.baseline_value),
-                    g.threshold,
+                    g.past(),
+                    g.limit_text(),
                     p_adj,
                     match settings.correction { Correction::Holm => "Holm", Correction::Bh => "BH" },
                 ));
@@ -168,11 +169,13 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
         _ => Vec::new(),
     };
     // The three strongest segment breaches in words, the rest counted (all are in `segments`).
-    let mut breached: Vec<_> = segment_guardrails.iter().filter(|g| g.breached).collect();
+    let mut breached: Vec<_> = segment_guardrails
+        .iter()
+        .filter(|g| g.guardrail.breached)
+        .collect();
     breached.sort_by(|a, b| {
-        a.margin_p_adjusted
-            .unwrap_or(1.0)
-            .total_cmp(&b.margin_p_adjusted.unwrap_or(1.0))
+        let p = |g: &&segments::SegmentGuardrail| g.guardrail.margin_p_adjusted.unwrap_or(1.0);
+        p(a).total_cmp(&p(b))
     });
     if breached.len() > 3 {
         rollback.push(format!(
@@ -182,15 +185,19 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
     }
     for g in breached.iter().take(3) {
         rollback.push(format!(
-            "{} in {} {}: {} is {:.2}× the baseline's there, significantly above the {:.1}× threshold (p = {:.2e}, corrected across {} segment tests)",
+            "{} in {} {}: {} is {} the baseline's there, significantly {} the limit of {} (p = {:.2e}, corrected across {} segment tests)",
             g.variant,
             g.dimension,
             g.segment,
             g.metric,
-            g.ratio.unwrap_or(f64::NAN),
-            g.threshold,
-            g.margin_p_adjusted.unwrap_or(f64::NAN),
-            segment_guardrails.iter().filter(|s| s.margin_p_adjusted.is_some()).count()
+            g.guardrail.on_scale(g.guardrail.observed),
+            g.guardrail.past(),
+            g.guardrail.limit_text(),
+            g.guardrail.margin_p_adjusted.unwrap_or(f64::NAN),
+            segment_guardrails
+                .iter()
+                .filter(|s| s.guardrail.margin_p_adjusted.is_some())
+                .count()
         ));
     }
 
@@ -207,10 +214,14 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
     for c in &comparisons {
         if let Some(g) = &c.guardrail {
             if !g.non_inferior && !g.breached {
-                pending.push(match g.ratio_upper {
-                    Some(u) => format!(
-                        "{}: {} not yet shown below {:.1}× the baseline's (upper bound {:.2}×)",
-                        c.variant, c.metric, g.threshold, u
+                pending.push(match g.bound {
+                    Some(_) => format!(
+                        "{}: {} not yet shown {} {} (bound {})",
+                        c.variant,
+                        c.metric,
+                        g.within(),
+                        g.limit_text(),
+                        g.on_scale(g.bound)
                     ),
                     None => format!(
                         "{}: {} cannot be bounded yet (too few requests or errors)",
@@ -244,11 +255,12 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
         for c in comparisons.iter().filter(|c| c.guardrail.is_some()) {
             if let Some(g) = &c.guardrail {
                 r.push(format!(
-                    "{}: {} upper bound {:.2}× < {:.1}×",
+                    "{}: {} bound {} is {} the limit of {}",
                     c.variant,
                     c.metric,
-                    g.ratio_upper.unwrap_or(f64::NAN),
-                    g.threshold
+                    g.on_scale(g.bound),
+                    g.within(),
+                    g.limit_text()
                 ));
             }
         }

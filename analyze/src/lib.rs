@@ -1,9 +1,10 @@
 //! shiftright's analysis: DataFusion over the ingest's Parquet, then statistics and a verdict.
 //!
 //! `register → query → test → decide`: the tables are registered as listing tables (`tables`), the
-//! `user_metrics` query of `queries/` builds per-user aggregates in one pass over each table
-//! (`users`), and pure Rust turns them into per-variant metrics, comparisons with the baseline and a
-//! verdict (`metrics`, `decision`, `stats`).
+//! `request_cells` and `user_metrics` queries of `queries/` build per-user aggregates, reading
+//! and deduplicating `requests` once (`request_cells`, `users`), and pure Rust turns them into
+//! per-variant metrics, comparisons with the baseline and a verdict (`metrics`, `decision`,
+//! `stats`).
 
 pub mod config;
 pub mod decision;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod queries;
 pub mod render;
 pub mod report;
+pub mod request_cells;
 pub mod segments;
 pub mod side_traffic;
 pub mod simulate;
@@ -36,17 +38,7 @@ pub async fn analyze(
     only: &[String],
 ) -> Result<Vec<Report>> {
     let ctx = tables::session(data_dir).await?;
-    let mut all = users::load(&ctx, only).await?;
-    for (experiment, rows) in side_traffic::load(&ctx).await? {
-        if let Some(users) = all.get_mut(&experiment) {
-            users.modes = rows;
-        }
-    }
-    for (experiment, segments) in segments::load(&ctx).await? {
-        if let Some(users) = all.get_mut(&experiment) {
-            users.segments = segments;
-        }
-    }
+    let all = users::load(&ctx, only).await?;
     for missing in only.iter().filter(|e| !all.contains_key(*e)) {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),

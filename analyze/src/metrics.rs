@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{ExperimentSettings, Method};
-use crate::report::{BlastRadius, Comparison, Guardrail, Latency, QuantileValue, VariantMetrics};
+use crate::config::{ExperimentSettings, GuardrailMetric, GuardrailSpec, Method};
+use crate::report::{
+    BlastRadius, Comparison, Cuped, Guardrail, Latency, QuantileValue, VariantMetrics,
+};
 use crate::stats::{
-    self, ClusteredSample, Estimate, Horizon, MeanStats, QuantileEstimate, RatioStats,
+    self, ArmEstimate, ClusteredSample, CovariateSums, Estimate, Harm, Horizon, MarginResult,
+    MeanStats, QuantileEstimate, RatioStats, Scale,
 };
 use crate::users::UserRow;
 
@@ -26,6 +29,10 @@ pub struct VariantStats {
     pub conversion: MeanStats,
     /// Revenue per user, zeros included.
     pub revenue: MeanStats,
+    /// (Converted before exposure, converted after) per user, for CUPED.
+    pub conversion_pre: CovariateSums,
+    /// (Revenue before exposure, revenue after) per user, for CUPED.
+    pub revenue_pre: CovariateSums,
     /// Latency quantiles (user-clustered CIs).
     pub quantiles: Vec<Option<QuantileEstimate>>,
     /// Live latencies by user, for the rank test.
@@ -39,14 +46,20 @@ impl VariantStats {
         let mut errors = RatioStats::default();
         let mut conversion = MeanStats::default();
         let mut revenue = MeanStats::default();
+        let mut conversion_pre = CovariateSums::default();
+        let mut revenue_pre = CovariateSums::default();
         let mut latencies = Vec::with_capacity(users.len());
+        let cap = |v: f64| revenue_cap.map_or(v, |cap| v.min(cap));
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
         for u in users {
             if u.requests > 0 {
                 errors.push(u.errors as f64, u.requests as f64);
                 latencies.push(u.latencies.clone());
             }
-            conversion.push(if u.converted { 1.0 } else { 0.0 });
-            revenue.push(revenue_cap.map_or(u.revenue, |cap| u.revenue.min(cap)));
+            conversion.push(flag(u.converted));
+            revenue.push(cap(u.revenue));
+            conversion_pre.push(flag(u.pre_converted), flag(u.converted));
+            revenue_pre.push(cap(u.pre_revenue), cap(u.revenue));
         }
         let sample = ClusteredSample::new(latencies);
         let quantiles = QUANTILES
@@ -59,6 +72,8 @@ impl VariantStats {
             errors,
             conversion,
             revenue,
+            conversion_pre,
+            revenue_pre,
             quantiles,
             latencies: sample,
         }
@@ -147,6 +162,7 @@ fn comparison(
         p_value: diff.map(|d| d.p_value),
         significant: diff.is_some_and(|d| d.p_value < alpha),
         guardrail: None,
+        cuped: None,
     }
 }
 
@@ -188,7 +204,7 @@ pub fn compare(
     let mut out = Vec::new();
 
     let rate = |s: &VariantStats| (s.errors.sum_y > 0.0).then(|| s.errors.ratio());
-    let mut error_rate = comparison(
+    let error_rate = comparison(
         "error_rate",
         base,
         variant,
@@ -197,24 +213,6 @@ pub fn compare(
         at(stats::ratio_relative(&base.errors, &variant.errors, alpha)),
         alpha,
     );
-    let margin = stats::ratio_margin_test_at(
-        &base.errors,
-        &variant.errors,
-        settings.error_rate_ratio,
-        alpha,
-        h,
-    );
-    let upper = stats::ratio_upper_bound_at(&base.errors, &variant.errors, alpha, h);
-    error_rate.guardrail = Some(Guardrail {
-        threshold: settings.error_rate_ratio,
-        ratio: error_rate.relative_lift.map(|l| l + 1.0),
-        ratio_upper: upper,
-        margin_p_value: (variant.errors.sum_y > 0.0).then_some(margin.p_value),
-        margin_p_adjusted: None,
-        test: if margin.exact { "exact_poisson" } else { "z" }.into(),
-        breached: false,
-        non_inferior: upper.is_some_and(|u| u < settings.error_rate_ratio),
-    });
     out.push(error_rate);
 
     for (i, (name, _)) in QUANTILES.iter().enumerate() {
@@ -226,7 +224,7 @@ pub fn compare(
             ),
             _ => (None, None),
         };
-        let mut c = comparison(
+        let c = comparison(
             &format!("latency_{name}"),
             base,
             variant,
@@ -235,25 +233,6 @@ pub fn compare(
             lift,
             alpha,
         );
-        if *name == "p99" {
-            let (margin_p, upper) = match (b, v) {
-                (Some(b), Some(v)) => (
-                    stats::quantile_margin_test_at(b, v, settings.p99_ratio, alpha, h),
-                    stats::quantile_ratio_upper_bound_at(b, v, alpha, h),
-                ),
-                _ => (None, None),
-            };
-            c.guardrail = Some(Guardrail {
-                threshold: settings.p99_ratio,
-                ratio: c.relative_lift.map(|l| l + 1.0),
-                ratio_upper: upper,
-                margin_p_value: margin_p,
-                margin_p_adjusted: None,
-                test: "quantile_z".into(),
-                breached: false,
-                non_inferior: upper.is_some_and(|u| u < settings.p99_ratio),
-            });
-        }
         out.push(c);
     }
 
@@ -262,33 +241,131 @@ pub fn compare(
     }
 
     let mean = |m: &MeanStats| (m.n > 0.0).then(|| m.mean());
-    out.push(comparison(
-        "conversion_rate",
-        base,
-        variant,
-        (mean(&base.conversion), mean(&variant.conversion)),
-        at(stats::welch_diff(
+    for (metric, b, v, b_pre, v_pre) in [
+        (
+            "conversion_rate",
             &base.conversion,
             &variant.conversion,
+            &base.conversion_pre,
+            &variant.conversion_pre,
+        ),
+        (
+            "revenue_per_user",
+            &base.revenue,
+            &variant.revenue,
+            &base.revenue_pre,
+            &variant.revenue_pre,
+        ),
+    ] {
+        // With pre-exposure values, the test runs on the CUPED-adjusted values; the values
+        // reported stay the observed means.
+        let adjustment = stats::cuped(b_pre, v_pre);
+        let (tb, tv) = adjustment
+            .as_ref()
+            .map_or((b, v), |a| (&a.control, &a.treatment));
+        let mut c = comparison(
+            metric,
+            base,
+            variant,
+            (mean(b), mean(v)),
+            at(stats::welch_diff(tb, tv, alpha)),
+            at(stats::relative_lift(tb, tv, alpha)),
             alpha,
-        )),
-        at(stats::relative_lift(
-            &base.conversion,
-            &variant.conversion,
-            alpha,
-        )),
-        alpha,
-    ));
-    out.push(comparison(
-        "revenue_per_user",
-        base,
-        variant,
-        (mean(&base.revenue), mean(&variant.revenue)),
-        at(stats::welch_diff(&base.revenue, &variant.revenue, alpha)),
-        at(stats::relative_lift(&base.revenue, &variant.revenue, alpha)),
-        alpha,
-    ));
+        );
+        c.cuped = adjustment.map(|a| Cuped {
+            theta: a.theta,
+            variance_reduction: a.variance_reduction,
+            absolute_diff: a.treatment.mean() - a.control.mean(),
+        });
+        out.push(c);
+    }
+    for spec in &settings.guardrails {
+        if let Some(c) = out.iter_mut().find(|c| c.metric == spec.metric.name()) {
+            c.guardrail = Some(guardrail(spec, base, variant, alpha, h));
+        }
+    }
     out
+}
+
+/// One guardrail's margin test. The default error-rate rule (a ratio, increases harmful) has its
+/// own test, exact when errors are sparse or the baseline has none; every other rule is the normal
+/// margin test over the two arms' estimates.
+fn guardrail(
+    spec: &GuardrailSpec,
+    base: &VariantStats,
+    variant: &VariantStats,
+    alpha: f64,
+    h: Horizon,
+) -> Guardrail {
+    let rule = spec.rule;
+    let error_ratio = spec.metric == GuardrailMetric::ErrorRate
+        && rule.scale == Scale::Ratio
+        && rule.harm == Harm::Increase;
+    let (result, test) = if error_ratio {
+        let margin =
+            stats::ratio_margin_test_at(&base.errors, &variant.errors, rule.threshold, alpha, h);
+        let observed = (base.errors.ratio() > 0.0 && variant.errors.sum_y > 0.0)
+            .then(|| variant.errors.ratio() / base.errors.ratio());
+        let result = MarginResult {
+            observed,
+            bound: stats::ratio_upper_bound_at(&base.errors, &variant.errors, alpha, h),
+            p_harm: (variant.errors.sum_y > 0.0).then_some(margin.p_value),
+        };
+        (result, if margin.exact { "exact_poisson" } else { "z" })
+    } else {
+        let result = match (arm(spec.metric, base), arm(spec.metric, variant)) {
+            (Some(b), Some(v)) => stats::normal_margin(b, v, &rule, alpha, h),
+            _ => MarginResult::default(),
+        };
+        let test = if spec.metric.name().starts_with("latency") {
+            "quantile_z"
+        } else {
+            "z"
+        };
+        (result, test)
+    };
+    Guardrail {
+        kind: rule.scale,
+        direction: rule.harm,
+        threshold: rule.threshold,
+        limit: rule.limit(),
+        observed: result.observed,
+        bound: result.bound,
+        margin_p_value: result.p_harm,
+        margin_p_adjusted: None,
+        test: test.into(),
+        breached: false,
+        non_inferior: result.non_inferior(&rule),
+    }
+}
+
+/// A variant's estimate of `metric` and its variance; `None` until it has one.
+fn arm(metric: GuardrailMetric, s: &VariantStats) -> Option<ArmEstimate> {
+    let quantile = |i: usize| {
+        s.p(i).and_then(|q| {
+            q.se.map(|se| ArmEstimate {
+                value: q.estimate,
+                variance: se * se,
+            })
+        })
+    };
+    let mean = |m: &MeanStats| {
+        (m.n >= 2.0).then(|| ArmEstimate {
+            value: m.mean(),
+            variance: m.variance() / m.n,
+        })
+    };
+    match metric {
+        GuardrailMetric::ErrorRate => (s.errors.sum_y > 0.0).then(|| ArmEstimate {
+            value: s.errors.ratio(),
+            variance: s.errors.variance(),
+        }),
+        GuardrailMetric::LatencyP50 => quantile(0),
+        GuardrailMetric::LatencyP95 => quantile(1),
+        GuardrailMetric::LatencyP99 => quantile(2),
+        GuardrailMetric::ConversionRate => mean(&s.conversion),
+        GuardrailMetric::RevenuePerUser => mean(&s.revenue),
+    }
 }
 
 /// Mann–Whitney U over live requests, as Kayenta reports it: the values are P(a request of this arm
@@ -313,6 +390,7 @@ fn latency_rank(base: &VariantStats, variant: &VariantStats, alpha: f64) -> Opti
         p_value: Some(test.p_value),
         significant: test.p_value < alpha,
         guardrail: None,
+        cuped: None,
     })
 }
 

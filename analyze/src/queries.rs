@@ -1,5 +1,6 @@
 //! The SQL in `queries/`, compiled into the binary so that it runs from anywhere. The analysis job
-//! runs `user_metrics`; the others are named queries users run with `shiftright query --name`.
+//! runs `request_cells` and `user_metrics`; every query is also a named query users run with
+//! `shiftright query --name`.
 
 /// A named query.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,10 @@ pub const QUERIES: &[NamedQuery] = &[
     NamedQuery {
         name: "user_metrics",
         sql: include_str!("../../queries/user_metrics.sql"),
+    },
+    NamedQuery {
+        name: "request_cells",
+        sql: include_str!("../../queries/request_cells.sql"),
     },
     NamedQuery {
         name: "error_rate",
@@ -67,6 +72,25 @@ pub const QUERIES: &[NamedQuery] = &[
 /// Looks a query up by name.
 pub fn named(name: &str) -> Option<&'static NamedQuery> {
     QUERIES.iter().find(|q| q.name == name)
+}
+
+/// The SQL of the named query `name`, restricted to the experiments in `only` when it is not
+/// empty (the query must return an `experiment` column; the filter is pushed down to the scan).
+pub fn restricted(name: &str, only: &[String]) -> crate::Result<String> {
+    let sql = named(name)
+        .ok_or_else(|| crate::Error::UnknownQuery(name.into()))?
+        .sql;
+    if only.is_empty() {
+        return Ok(sql.to_string());
+    }
+    let list: Vec<String> = only
+        .iter()
+        .map(|e| format!("'{}'", e.replace('\'', "''")))
+        .collect();
+    Ok(format!(
+        "SELECT * FROM ({sql}) AS m WHERE m.experiment IN ({})",
+        list.join(", ")
+    ))
 }
 
 /// Runs the named query `name` and collects its batches; errors name the query.

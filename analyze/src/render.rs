@@ -108,14 +108,21 @@ fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
                     "pending"
                 };
                 format!(
-                    "{state}: ratio {} vs {:.1}× threshold (upper {})",
-                    num(g.ratio, 2),
-                    g.threshold,
-                    num(g.ratio_upper, 2)
+                    "{state}: {} vs limit {} (bound {})",
+                    g.on_scale(g.observed),
+                    g.on_scale(Some(g.limit)),
+                    g.on_scale(g.bound)
                 )
             });
             vec![
-                c.metric.clone(),
+                match &c.cuped {
+                    Some(a) => format!(
+                        "{} (CUPED, variance −{:.0}%)",
+                        c.metric,
+                        a.variance_reduction * 100.0
+                    ),
+                    None => c.metric.clone(),
+                },
                 c.variant.clone(),
                 value_of(c, c.baseline_value),
                 value_of(c, c.variant_value),

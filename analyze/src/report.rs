@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::stats::{Harm, Scale};
+
 /// The decision for one experiment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -200,27 +202,84 @@ pub struct Comparison {
     pub significant: bool,
     /// Present when the metric is a guardrail.
     pub guardrail: Option<Guardrail>,
+    /// Present when CUPED adjusted the test (conversion and revenue, when users have
+    /// pre-exposure values): the CI, lift CI and p-value are then the adjusted difference's.
+    pub cuped: Option<Cuped>,
 }
 
-/// A guardrail's threshold test: "variant > threshold × baseline" as a one-sided margin test.
+/// The CUPED adjustment of a comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cuped {
+    /// cov(pre, post) / var(pre) over both arms.
+    pub theta: f64,
+    /// Share of the variance removed by the adjustment (ρ² of pre and post values).
+    pub variance_reduction: f64,
+    /// The adjusted difference of means (the centre of the CI).
+    pub absolute_diff: f64,
+}
+
+/// A guardrail's threshold rule as a one-sided margin test: "the variant moved past the limit in
+/// the harmful direction" (ROLLBACK) against the confidence bound that shows it did not (PROMOTE).
 #[derive(Debug, Clone, Serialize)]
 pub struct Guardrail {
-    /// Threshold ratio (2.0 for error rate, 1.5 for p99 by default).
+    /// `ratio` (variant / baseline) or `absolute` (variant − baseline, in the metric's unit).
+    pub kind: Scale,
+    /// The harmful direction: `increase` or `decrease`.
+    pub direction: Harm,
+    /// The threshold as configured: a ratio (2.0 for error rate, 1.5 for p99 by default), or the
+    /// amount the metric may move in the harmful direction.
     pub threshold: f64,
-    /// Observed ratio variant / baseline.
-    pub ratio: Option<f64>,
-    /// One-sided upper confidence bound of the ratio.
-    pub ratio_upper: Option<f64>,
-    /// One-sided p-value of H1: ratio > threshold.
+    /// The limit on the scale of `observed`: the ratio, +amount or −amount.
+    pub limit: f64,
+    /// Observed ratio or difference.
+    pub observed: Option<f64>,
+    /// One-sided confidence bound of `observed` on the harmful side (upper for increases).
+    pub bound: Option<f64>,
+    /// One-sided p-value of H1: past the limit.
     pub margin_p_value: Option<f64>,
     /// The same, corrected across the experiment's guardrails.
     pub margin_p_adjusted: Option<f64>,
     /// `z`, `exact_poisson` or `quantile_z`.
     pub test: String,
-    /// Significantly above the threshold (after correction) with enough users: roll back.
+    /// Significantly past the limit (after correction) with enough users: roll back.
     pub breached: bool,
-    /// Upper bound below the threshold: shown non-inferior.
+    /// The bound is on the safe side of the limit: shown non-inferior.
     pub non_inferior: bool,
+}
+
+impl Guardrail {
+    /// A value on the guardrail's scale, as the reasons print it: `2.31×` or `+0.0123`.
+    pub fn on_scale(&self, value: Option<f64>) -> String {
+        match (value, self.kind) {
+            (None, _) => "unknown".into(),
+            (Some(v), Scale::Ratio) => format!("{v:.2}×"),
+            (Some(v), Scale::Absolute) => format!("{v:+.4}"),
+        }
+    }
+
+    /// `above` for increases, `below` for decreases.
+    pub fn past(&self) -> &'static str {
+        match self.direction {
+            Harm::Increase => "above",
+            Harm::Decrease => "below",
+        }
+    }
+
+    /// The safe side of the limit: `below` for increases, `above` for decreases.
+    pub fn within(&self) -> &'static str {
+        match self.direction {
+            Harm::Increase => "below",
+            Harm::Decrease => "above",
+        }
+    }
+
+    /// The limit in words: `2.0× the baseline's` or `+0.0100 from the baseline's`.
+    pub fn limit_text(&self) -> String {
+        match self.kind {
+            Scale::Ratio => format!("{:.2}× the baseline's", self.limit),
+            Scale::Absolute => format!("{:+.4} from the baseline's", self.limit),
+        }
+    }
 }
 
 /// Blast-radius limits of one variant: they act without a minimum sample.

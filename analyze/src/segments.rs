@@ -5,21 +5,16 @@
 //! together (Holm or BH, as configured) so that many segments do not mean many false rollbacks,
 //! and a segment may roll back only when both arms have its own minimum sample of users there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
-use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::config::{Correction, ExperimentSettings};
-use crate::error::Result;
 use crate::metrics::{compare, variant_stats};
-use crate::queries;
+use crate::report::Guardrail;
+use crate::request_cells::{Cell, Tally};
 use crate::stats;
 use crate::users::UserRow;
-
-const QUERY: &str = "segment_users";
 
 /// One segment's users by variant.
 pub type SegmentUsers = BTreeMap<String, Vec<UserRow>>;
@@ -28,13 +23,13 @@ pub type SegmentUsers = BTreeMap<String, Vec<UserRow>>;
 pub type ExperimentSegments = BTreeMap<(String, String), SegmentUsers>;
 
 /// A guardrail test within a segment.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SegmentGuardrail {
     /// `endpoint` or `region`.
     pub dimension: String,
     /// The endpoint or region (`(none)` when events did not say).
     pub segment: String,
-    /// `error_rate` or `latency_p99`.
+    /// A request metric with a guardrail (`error_rate`, `latency_p99`, … as configured).
     pub metric: String,
     /// Compared variant.
     pub variant: String,
@@ -46,94 +41,53 @@ pub struct SegmentGuardrail {
     pub baseline_value: Option<f64>,
     /// Variant's value in the segment.
     pub variant_value: Option<f64>,
-    /// Threshold ratio.
-    pub threshold: f64,
-    /// Observed ratio.
-    pub ratio: Option<f64>,
-    /// One-sided upper confidence bound of the ratio.
-    pub ratio_upper: Option<f64>,
-    /// One-sided p-value of "ratio above the threshold".
-    pub margin_p_value: Option<f64>,
-    /// Corrected across every segment test of the experiment.
-    pub margin_p_adjusted: Option<f64>,
-    /// Significant after correction with both arms past `segment_min_users`: roll back.
-    pub breached: bool,
+    /// The margin test, its p-value corrected across every segment test of the experiment;
+    /// breached when significant after correction with both arms past `segment_min_users`.
+    pub guardrail: Guardrail,
 }
 
-/// Loads `segment_users`: by experiment, non-synthetic users seen in one variant of a segment.
-/// Dimensions with a single segment are left out (they repeat the overall test).
-pub async fn load(ctx: &SessionContext) -> Result<BTreeMap<String, ExperimentSegments>> {
-    let batches = queries::run_named(ctx, QUERY).await?;
-    let mut out: BTreeMap<String, ExperimentSegments> = BTreeMap::new();
-    let list_type = DataType::List(std::sync::Arc::new(Field::new_list_field(
-        DataType::Float64,
-        true,
-    )));
-    for batch in &batches {
-        read_batch(batch, &list_type, &mut out)?;
-    }
-    for segments in out.values_mut() {
-        let mut per_dimension: BTreeMap<String, usize> = BTreeMap::new();
-        for (dimension, _) in segments.keys() {
-            *per_dimension.entry(dimension.clone()).or_default() += 1;
+/// One user's live requests within one segment, before the user is known to be eligible.
+#[derive(Default)]
+struct SegmentUser<'a> {
+    variants: BTreeSet<&'a str>,
+    synthetic: bool,
+    requests: Tally,
+}
+
+/// The segments of one experiment from its request cells: by endpoint and by region, the
+/// non-synthetic users seen in one variant there, with their live requests. Dimensions with a
+/// single segment are left out (they repeat the overall test).
+pub fn from_cells(cells: &[Cell]) -> ExperimentSegments {
+    type Key<'a> = (&'static str, &'a str, &'a str);
+    let mut by_user: BTreeMap<Key<'_>, SegmentUser<'_>> = BTreeMap::new();
+    for cell in cells.iter().filter(|c| c.is_live()) {
+        for (dimension, segment) in [("endpoint", &cell.endpoint), ("region", &cell.region)] {
+            let user = by_user
+                .entry((dimension, segment.as_str(), cell.user_id.as_str()))
+                .or_default();
+            user.variants.insert(&cell.variant);
+            user.synthetic |= cell.synthetic;
+            user.requests.add(cell);
         }
-        segments.retain(|(dimension, _), _| per_dimension[dimension] > 1);
     }
-    Ok(out)
-}
-
-fn read_batch(
-    batch: &RecordBatch,
-    list_type: &DataType,
-    out: &mut BTreeMap<String, ExperimentSegments>,
-) -> Result<()> {
-    let col = |name: &str, to: &DataType| queries::column(batch, QUERY, name, to);
-    let (experiment, dimension, segment, variant) = (
-        col("experiment", &DataType::Utf8)?,
-        col("dimension", &DataType::Utf8)?,
-        col("segment", &DataType::Utf8)?,
-        col("variant", &DataType::Utf8)?,
-    );
-    let (variants, synthetic) = (
-        col("variants", &DataType::Int64)?,
-        col("synthetic", &DataType::Boolean)?,
-    );
-    let (requests, errors) = (
-        col("requests", &DataType::Int64)?,
-        col("errors", &DataType::Int64)?,
-    );
-    let latencies = col("latencies", list_type)?;
-    let latencies = latencies.as_list::<i32>();
-    let text = |a: &std::sync::Arc<dyn Array>, i: usize| a.as_string::<i32>().value(i).to_string();
-    for i in 0..batch.num_rows() {
-        if synthetic.as_boolean().value(i) || variants.as_primitive::<Int64Type>().value(i) > 1 {
+    let mut out = ExperimentSegments::new();
+    for ((dimension, segment, _), user) in by_user {
+        if user.synthetic || user.variants.len() != 1 {
             continue;
         }
-        let lat = if latencies.is_null(i) {
-            Vec::new()
-        } else {
-            latencies
-                .value(i)
-                .as_primitive::<Float64Type>()
-                .iter()
-                .flatten()
-                .collect()
-        };
-        out.entry(text(&experiment, i))
+        let variant = user.variants.first().copied().unwrap_or_default();
+        out.entry((dimension.to_string(), segment.to_string()))
             .or_default()
-            .entry((text(&dimension, i), text(&segment, i)))
+            .entry(variant.to_string())
             .or_default()
-            .entry(text(&variant, i))
-            .or_default()
-            .push(UserRow {
-                requests: requests.as_primitive::<Int64Type>().value(i).max(0) as u64,
-                errors: errors.as_primitive::<Int64Type>().value(i).max(0) as u64,
-                latencies: lat,
-                converted: false,
-                revenue: 0.0,
-            });
+            .push(UserRow::from_requests(user.requests));
     }
-    Ok(())
+    let mut per_dimension: BTreeMap<String, usize> = BTreeMap::new();
+    for (dimension, _) in out.keys() {
+        *per_dimension.entry(dimension.clone()).or_default() += 1;
+    }
+    out.retain(|(dimension, _), _| per_dimension[dimension] > 1);
+    out
 }
 
 /// The guardrail tests of every segment against `baseline`, corrected together.
@@ -143,6 +97,9 @@ pub fn guardrails(
     settings: &ExperimentSettings,
 ) -> Vec<SegmentGuardrail> {
     let alpha = settings.alpha();
+    // Segment users carry requests only: business guardrails are tested overall.
+    let mut settings = settings.clone();
+    settings.guardrails.retain(|g| g.metric.from_requests());
     let mut out = Vec::new();
     for ((dimension, segment), users) in segments {
         let stats_by_variant = variant_stats(users, alpha, None);
@@ -153,8 +110,10 @@ pub fn guardrails(
             .iter()
             .filter(|(n, _)| n.as_str() != baseline)
         {
-            for c in compare(base, variant, settings) {
-                let Some(g) = c.guardrail else { continue };
+            for c in compare(base, variant, &settings) {
+                let Some(guardrail) = c.guardrail else {
+                    continue;
+                };
                 out.push(SegmentGuardrail {
                     dimension: dimension.clone(),
                     segment: segment.clone(),
@@ -164,22 +123,17 @@ pub fn guardrails(
                     variant_users: variant.users,
                     baseline_value: c.baseline_value,
                     variant_value: c.variant_value,
-                    threshold: g.threshold,
-                    ratio: g.ratio,
-                    ratio_upper: g.ratio_upper,
-                    margin_p_value: g.margin_p_value,
-                    margin_p_adjusted: None,
-                    breached: false,
+                    guardrail,
                 });
             }
         }
     }
     let tested: Vec<usize> = (0..out.len())
-        .filter(|&i| out[i].margin_p_value.is_some())
+        .filter(|&i| out[i].guardrail.margin_p_value.is_some())
         .collect();
     let raw: Vec<f64> = tested
         .iter()
-        .map(|&i| out[i].margin_p_value.unwrap_or(1.0))
+        .map(|&i| out[i].guardrail.margin_p_value.unwrap_or(1.0))
         .collect();
     let adjusted = match settings.correction {
         Correction::Holm => stats::holm(&raw),
@@ -187,10 +141,58 @@ pub fn guardrails(
     };
     for (&i, p) in tested.iter().zip(adjusted) {
         let g = &mut out[i];
-        g.margin_p_adjusted = Some(p);
         let enough = g.baseline_users >= settings.segment_min_users
             && g.variant_users >= settings.segment_min_users;
-        g.breached = enough && p < alpha;
+        g.guardrail.margin_p_adjusted = Some(p);
+        g.guardrail.breached = enough && p < alpha;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(user: &str, variant: &str, endpoint: &str, region: &str, errors: u64) -> Cell {
+        Cell {
+            user_id: user.into(),
+            variant: variant.into(),
+            mode: "live".into(),
+            endpoint: endpoint.into(),
+            region: region.into(),
+            requests: 2,
+            errors,
+            latencies: vec![10.0, 20.0],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cells_become_segment_users_and_single_segment_dimensions_are_dropped() {
+        let mut synthetic = cell("probe", "v2", "/a", "eu", 0);
+        synthetic.synthetic = true;
+        let mut shadow = cell("u1", "v1", "/c", "eu", 2);
+        shadow.mode = "shadow".into();
+        let segments = from_cells(&[
+            cell("u1", "v1", "/a", "eu", 1),
+            cell("u1", "v1", "/b", "eu", 0),
+            cell("u2", "v2", "/a", "eu", 2),
+            cell("u3", "v1", "/a", "eu", 0),
+            cell("u3", "v2", "/b", "eu", 0),
+            synthetic,
+            shadow,
+        ]);
+        assert!(
+            segments.keys().all(|(d, _)| d == "endpoint"),
+            "one region only: {:?}",
+            segments.keys()
+        );
+        let a = &segments[&("endpoint".to_string(), "/a".to_string())];
+        assert_eq!(a["v1"].len(), 2, "u1 and u3 (one variant within /a)");
+        assert_eq!(a["v2"].len(), 1, "u2; the probe is left out");
+        assert_eq!(a["v1"][0].errors + a["v1"][1].errors, 1);
+        let b = &segments[&("endpoint".to_string(), "/b".to_string())];
+        assert_eq!((b["v1"].len(), b["v2"].len()), (1, 1));
+        assert!(!segments.contains_key(&("endpoint".to_string(), "/c".to_string())));
+    }
 }

@@ -1,24 +1,19 @@
 //! Traffic that is not a live user's request, reported beside the verdict and never mixed into it:
 //! synthetic checks (probes from synthetic users: did they succeed, per variant) and shadow and
 //! mirror calls (dark launches: how their errors, latency and result mismatches compare with the
-//! same variant's live traffic). One query (`traffic_modes`) reads all of it in one pass.
+//! same variant's live traffic). It is folded from the request cells (`request_cells`);
+//! `queries/traffic_modes.sql` gives the same rows to users of `shiftright query`.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::queries;
 use crate::report::VariantMetrics;
+use crate::request_cells::Cell;
 use crate::stats::dist::normal_sf;
+use crate::stats::ClusteredSample;
 
-const QUERY: &str = "traffic_modes";
-
-/// One row of `traffic_modes`: a variant's requests of one mode, synthetic or not.
+/// A variant's requests of one mode, synthetic or not.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModeRow {
     pub variant: String,
@@ -71,9 +66,9 @@ pub struct ShadowTraffic {
     /// Two-sided p-value of "same error rate as live" (two-proportion z test; requests treated as
     /// independent: descriptive).
     pub error_rate_p_value: Option<f64>,
-    /// Median latency of the calls, ms (approximate quantile).
+    /// Median latency of the calls, ms.
     pub latency_p50: Option<f64>,
-    /// p99 latency of the calls, ms (approximate quantile).
+    /// p99 latency of the calls, ms.
     pub latency_p99: Option<f64>,
     /// The variant's live p99, ms.
     pub live_latency_p99: Option<f64>,
@@ -85,59 +80,43 @@ pub struct ShadowTraffic {
     pub mismatch_rate: Option<f64>,
 }
 
-/// Loads `traffic_modes`, by experiment.
-pub async fn load(ctx: &SessionContext) -> Result<BTreeMap<String, Vec<ModeRow>>> {
-    let batches = queries::run_named(ctx, QUERY).await?;
-    let mut out: BTreeMap<String, Vec<ModeRow>> = BTreeMap::new();
-    for batch in &batches {
-        let text = |name: &str| column(batch, name, &DataType::Utf8);
-        let int = |name: &str| column(batch, name, &DataType::Int64);
-        let float = |name: &str| column(batch, name, &DataType::Float64);
-        let (experiment, variant, mode) = (text("experiment")?, text("variant")?, text("mode")?);
-        let synthetic = column(batch, "synthetic", &DataType::Boolean)?;
-        let ints: Vec<Arc<dyn Array>> = [
-            "users",
-            "requests",
-            "errors",
-            "failures",
-            "compared",
-            "mismatches",
-        ]
-        .iter()
-        .map(|n| int(n))
-        .collect::<Result<_>>()?;
-        let (p50, p99) = (float("latency_p50")?, float("latency_p99")?);
-        let (p50, p99) = (
-            p50.as_primitive::<Float64Type>(),
-            p99.as_primitive::<Float64Type>(),
-        );
-        let n = |k: usize, i: usize| ints[k].as_primitive::<Int64Type>().value(i).max(0) as u64;
-        let opt = |a: &arrow::array::PrimitiveArray<Float64Type>, i: usize| {
-            (!a.is_null(i)).then(|| a.value(i))
-        };
-        for i in 0..batch.num_rows() {
-            out.entry(experiment.as_string::<i32>().value(i).to_string())
-                .or_default()
-                .push(ModeRow {
-                    variant: variant.as_string::<i32>().value(i).to_string(),
-                    mode: mode.as_string::<i32>().value(i).to_string(),
-                    synthetic: synthetic.as_boolean().value(i),
-                    users: n(0, i),
-                    requests: n(1, i),
-                    errors: n(2, i),
-                    failures: n(3, i),
-                    compared: n(4, i),
-                    mismatches: n(5, i),
-                    latency_p50: opt(p50, i),
-                    latency_p99: opt(p99, i),
-                });
-        }
+/// The synthetic and shadow/mirror traffic of one experiment from its request cells: one row per
+/// variant, mode and synthetic flag. Live requests of real users are left out (they are the
+/// decision's).
+pub fn mode_rows(cells: &[Cell]) -> Vec<ModeRow> {
+    type Key<'a> = (&'a str, &'a str, bool);
+    let mut groups: BTreeMap<Key<'_>, (ModeRow, HashMap<&str, Vec<f64>>)> = BTreeMap::new();
+    for cell in cells.iter().filter(|c| c.synthetic || !c.is_live()) {
+        let (row, by_user) = groups
+            .entry((&cell.variant, &cell.mode, cell.synthetic))
+            .or_default();
+        row.requests += cell.requests;
+        row.errors += cell.errors;
+        row.failures += cell.failures;
+        row.compared += cell.compared;
+        row.mismatches += cell.mismatches;
+        by_user
+            .entry(&cell.user_id)
+            .or_default()
+            .extend_from_slice(&cell.latencies);
     }
-    Ok(out)
-}
-
-fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<Arc<dyn Array>> {
-    queries::column(batch, QUERY, name, to)
+    groups
+        .into_iter()
+        .map(|((variant, mode, synthetic), (row, by_user))| {
+            let users = by_user.len() as u64;
+            let sample = ClusteredSample::new(by_user.into_values().collect());
+            let quantile = |nu: f64| sample.quantile(nu, 0.05).map(|q| q.estimate);
+            ModeRow {
+                variant: variant.to_string(),
+                mode: mode.to_string(),
+                synthetic,
+                users,
+                latency_p50: quantile(0.5),
+                latency_p99: quantile(0.99),
+                ..row
+            }
+        })
+        .collect()
 }
 
 fn rate(part: u64, whole: u64) -> Option<f64> {
@@ -201,6 +180,37 @@ pub fn shadow_traffic(rows: &[ModeRow], live: &[VariantMetrics]) -> Vec<ShadowTr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mode_rows_group_side_traffic_and_leave_out_real_users_live_requests() {
+        let cell = |user: &str, mode: &str, synthetic: bool, latencies: &[f64]| Cell {
+            user_id: user.into(),
+            variant: "v2".into(),
+            mode: mode.into(),
+            synthetic,
+            requests: latencies.len() as u64,
+            errors: 1,
+            failures: 2,
+            latencies: latencies.to_vec(),
+            ..Default::default()
+        };
+        let rows = mode_rows(&[
+            cell("u1", "live", false, &[1.0, 2.0]),
+            cell("u1", "shadow", false, &[10.0, 20.0]),
+            cell("u2", "shadow", false, &[30.0, 40.0]),
+            cell("u2", "shadow", false, &[50.0]),
+            cell("probe-1", "live", true, &[5.0]),
+        ]);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let shadow = rows.iter().find(|r| r.mode == "shadow").unwrap();
+        assert_eq!((shadow.users, shadow.requests, shadow.errors), (2, 5, 3));
+        assert_eq!(
+            (shadow.latency_p50, shadow.latency_p99),
+            (Some(30.0), Some(50.0))
+        );
+        let probe = rows.iter().find(|r| r.synthetic).unwrap();
+        assert_eq!((probe.users, probe.requests, probe.failures), (1, 1, 2));
+    }
 
     #[test]
     fn two_proportions_matches_a_hand_computation() {

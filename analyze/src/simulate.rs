@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Binomial, Distribution, LogNormal};
 use serde::Serialize;
 
-use crate::config::{ExperimentSettings, Method};
+use crate::config::{ExperimentSettings, GuardrailMetric, Method};
 use crate::decision::decide;
 use crate::report::Verdict;
 use crate::users::{ExperimentUsers, UserRow};
@@ -173,13 +173,13 @@ pub fn run_one(
     method: Method,
     seed: u64,
 ) -> ScenarioResult {
-    let settings = ExperimentSettings {
+    let mut settings = ExperimentSettings {
         baseline: Some("v1".into()),
-        error_rate_ratio: scenario.error_threshold,
-        p99_ratio: scenario.p99_threshold,
         method,
         ..ExperimentSettings::default()
     };
+    settings.set_ratio(GuardrailMetric::ErrorRate, scenario.error_threshold);
+    settings.set_ratio(GuardrailMetric::LatencyP99, scenario.p99_threshold);
     let threads = config.threads.max(1);
     let outcomes: Vec<Option<(u32, bool)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -260,8 +260,7 @@ fn one_canary(
                 requests,
                 errors,
                 latencies,
-                converted: false,
-                revenue: 0.0,
+                ..Default::default()
             };
             let variant = if canary { "v2" } else { "v1" };
             users

@@ -1,17 +1,20 @@
-//! Runs the `user_metrics` query and gathers its rows into per-experiment, per-variant user lists:
-//! the input every statistic is computed from. Users seen in two variants and synthetic users are
+//! Runs the `user_metrics` query, joins its rows with each user's live requests (`request_cells`)
+//! and gathers them into per-experiment, per-variant user lists: the input every statistic is
+//! computed from. Users seen in two variants and synthetic users are
 //! set aside and counted here, so no decision ever sees them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::queries;
+use crate::request_cells::{self, Tally};
+use crate::{segments, side_traffic};
 
 /// One user of one experiment, as the decision population sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,6 +29,22 @@ pub struct UserRow {
     pub converted: bool,
     /// Business value at or after first exposure.
     pub revenue: f64,
+    /// Whether the user converted before first exposure (CUPED's covariate for conversion).
+    pub pre_converted: bool,
+    /// Business value before first exposure (CUPED's covariate for revenue).
+    pub pre_revenue: f64,
+}
+
+impl UserRow {
+    /// A user with these live requests and no business events.
+    pub fn from_requests(requests: Tally) -> Self {
+        UserRow {
+            requests: requests.requests,
+            errors: requests.errors,
+            latencies: requests.latencies,
+            ..Default::default()
+        }
+    }
 }
 
 /// One experiment's users by variant, with the ones set aside.
@@ -58,107 +77,83 @@ fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<Arc<dyn Arra
     queries::column(batch, QUERY, name, to)
 }
 
-/// Loads every experiment's users (or only `only`'s, when given).
+/// Loads every experiment's users (or only `only`'s, when given): their assignment and business
+/// events from `user_metrics`, their live requests from the request cells, which also give each
+/// experiment's segments, synthetic checks, shadow calls and resent duplicates.
 pub async fn load(
     ctx: &SessionContext,
     only: &[String],
 ) -> Result<BTreeMap<String, ExperimentUsers>> {
-    let mut sql = queries::named(QUERY)
-        .ok_or_else(|| Error::UnknownQuery(QUERY.into()))?
-        .sql
-        .to_string();
-    if !only.is_empty() {
-        let list: Vec<String> = only
-            .iter()
-            .map(|e| format!("'{}'", e.replace('\'', "''")))
-            .collect();
-        sql = format!(
-            "SELECT * FROM ({sql}) AS m WHERE m.experiment IN ({})",
-            list.join(", ")
-        );
-    }
+    let cells = request_cells::load(ctx, only).await?;
+    let live: BTreeMap<&str, HashMap<&str, Tally>> = cells
+        .iter()
+        .map(|(experiment, cells)| (experiment.as_str(), request_cells::live_by_user(cells)))
+        .collect();
+    let sql = queries::restricted(QUERY, only)?;
     let frame = ctx.sql(&sql).await.map_err(Error::query(QUERY))?;
     let mut stream = frame.execute_stream().await.map_err(Error::query(QUERY))?;
     let mut out: BTreeMap<String, ExperimentUsers> = BTreeMap::new();
-    let list_type = DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
+    let no_requests = Tally::default();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::query(QUERY))?;
         let experiment = column(&batch, "experiment", &DataType::Utf8)?;
         let variant = column(&batch, "variant", &DataType::Utf8)?;
+        let user_id = column(&batch, "user_id", &DataType::Utf8)?;
         let variants = column(&batch, "variants", &DataType::Int64)?;
         let synthetic = column(&batch, "synthetic", &DataType::Boolean)?;
-        let requests = column(&batch, "requests", &DataType::Int64)?;
-        let errors = column(&batch, "errors", &DataType::Int64)?;
-        let latencies = column(&batch, "latencies", &list_type)?;
+        let exposure_duplicates = column(&batch, "exposure_duplicates", &DataType::Int64)?;
         let converted = column(&batch, "converted", &DataType::Int64)?;
         let revenue = column(&batch, "revenue", &DataType::Float64)?;
+        let pre_converted = column(&batch, "pre_converted", &DataType::Int64)?;
+        let pre_revenue = column(&batch, "pre_revenue", &DataType::Float64)?;
         let (experiment, variant) = (experiment.as_string::<i32>(), variant.as_string::<i32>());
+        let user_id = user_id.as_string::<i32>();
         let variants = variants.as_primitive::<Int64Type>();
         let synthetic = synthetic.as_boolean();
-        let (requests, errors) = (
-            requests.as_primitive::<Int64Type>(),
-            errors.as_primitive::<Int64Type>(),
-        );
-        let latencies = latencies.as_list::<i32>();
+        let exposure_duplicates = exposure_duplicates.as_primitive::<Int64Type>();
         let converted = converted.as_primitive::<Int64Type>();
         let revenue = revenue.as_primitive::<Float64Type>();
+        let pre_converted = pre_converted.as_primitive::<Int64Type>();
+        let pre_revenue = pre_revenue.as_primitive::<Float64Type>();
         for i in 0..batch.num_rows() {
-            let users = out.entry(experiment.value(i).to_string()).or_default();
-            let name = variant.value(i);
+            let name = experiment.value(i);
+            let users = out.entry(name.to_string()).or_default();
+            users.duplicates_dropped += exposure_duplicates.value(i).max(0) as u64;
+            let variant = variant.value(i);
             if synthetic.value(i) {
-                *users.synthetic.entry(name.to_string()).or_default() += 1;
+                *users.synthetic.entry(variant.to_string()).or_default() += 1;
                 continue;
             }
             if variants.value(i) > 1 {
                 users.multiple_variants += 1;
                 continue;
             }
-            let lat = if latencies.is_null(i) {
-                Vec::new()
-            } else {
-                let values = latencies.value(i);
-                values
-                    .as_primitive::<Float64Type>()
-                    .iter()
-                    .flatten()
-                    .collect()
-            };
+            let requests = live
+                .get(name)
+                .and_then(|by_user| by_user.get(user_id.value(i)))
+                .unwrap_or(&no_requests);
             users
                 .variants
-                .entry(name.to_string())
+                .entry(variant.to_string())
                 .or_default()
                 .push(UserRow {
-                    requests: requests.value(i).max(0) as u64,
-                    errors: errors.value(i).max(0) as u64,
-                    latencies: lat,
+                    requests: requests.requests,
+                    errors: requests.errors,
+                    latencies: requests.latencies.clone(),
                     converted: converted.value(i) > 0,
                     revenue: revenue.value(i),
+                    pre_converted: pre_converted.value(i) > 0,
+                    pre_revenue: pre_revenue.value(i),
                 });
         }
     }
-    load_duplicates(ctx, &mut out).await?;
-    Ok(out)
-}
-
-/// Counts, per experiment, the events the analysis dropped as resent duplicates.
-async fn load_duplicates(
-    ctx: &SessionContext,
-    out: &mut BTreeMap<String, ExperimentUsers>,
-) -> Result<()> {
-    const NAME: &str = "duplicate_events";
-    let batches = queries::run_named(ctx, NAME).await?;
-    for batch in batches {
-        let experiment = queries::column(&batch, NAME, "experiment", &DataType::Utf8)?;
-        let duplicates = queries::column(&batch, NAME, "duplicates", &DataType::Int64)?;
-        let (experiment, duplicates) = (
-            experiment.as_string::<i32>(),
-            duplicates.as_primitive::<Int64Type>(),
-        );
-        for i in 0..batch.num_rows() {
-            if let Some(users) = out.get_mut(experiment.value(i)) {
-                users.duplicates_dropped = duplicates.value(i).max(0) as u64;
-            }
+    drop(live);
+    for (experiment, cells) in cells {
+        if let Some(users) = out.get_mut(&experiment) {
+            users.duplicates_dropped += request_cells::duplicates(&cells);
+            users.segments = segments::from_cells(&cells);
+            users.modes = side_traffic::mode_rows(&cells);
         }
     }
-    Ok(())
+    Ok(out)
 }

@@ -40,7 +40,8 @@ struct Pipeline {
     forwarder: Option<DeadLetterForwarder>,
     /// Offsets made durable and not yet committed synchronously at shutdown.
     durable: HashMap<TopicPartition, i64>,
-    last_message: Instant,
+    /// Last message or assignment: `--idle-exit` counts from here.
+    idle_since: Instant,
 }
 
 /// Runs the ingest until `shutdown` is cancelled (or, with `idle_exit`, until no message came for
@@ -91,7 +92,7 @@ pub async fn run(
         config,
         stats,
         durable: HashMap::new(),
-        last_message: Instant::now(),
+        idle_since: Instant::now(),
     };
     let stop = pipeline.run_loop(&consumer, &shutdown).await?;
     pipeline.finish(&consumer, stop).await
@@ -120,7 +121,7 @@ impl Pipeline {
                         self.flush(consumer, &tp).await?;
                     }
                     if let Some(idle) = self.config.idle_exit {
-                        if self.last_message.elapsed() >= idle {
+                        if self.idle_since.elapsed() >= idle {
                             return Ok(Stop::Idle);
                         }
                     }
@@ -131,7 +132,7 @@ impl Pipeline {
                         Ok(message) => {
                             let tp = self.buffer_message(&message);
                             drop(message);
-                            self.last_message = Instant::now();
+                            self.idle_since = Instant::now();
                             if self.buffers.is_full(&tp) {
                                 self.flush(consumer, &tp).await?;
                             }
@@ -158,7 +159,7 @@ impl Pipeline {
             match event {
                 // Joining a group can take a session timeout after a crash; idleness counts from
                 // the assignment, so `--idle-exit` never stops a consumer that has not started.
-                RebalanceEvent::Assigned(_) => self.last_message = Instant::now(),
+                RebalanceEvent::Assigned(_) => self.idle_since = Instant::now(),
                 RebalanceEvent::Revoked(partitions) => {
                     for tp in partitions {
                         if let Some(dropped) = self.buffers.take(&tp) {

@@ -88,10 +88,9 @@ fn ln_mixture_e(e_t: u64, e_c: u64, p0: f64) -> f64 {
     ln_beta(et + 1.0, ec + 1.0) - ln_null
 }
 
+/// The null share of `poisson`, for arms that both have exposure (the mixture needs 0 < p0 < 1).
 fn null_share(n_t: f64, n_c: f64, k: f64) -> Option<f64> {
-    let ok =
-        n_t.is_finite() && n_c.is_finite() && k.is_finite() && n_t > 0.0 && n_c > 0.0 && k > 0.0;
-    ok.then(|| k * n_t / (k * n_t + n_c))
+    super::poisson::null_share(n_t, n_c, k).filter(|_| n_t > 0.0 && n_c > 0.0)
 }
 
 /// Anytime-valid one-sided p-value of H0: rate_t ≤ k·rate_c for sparse error counts (`e_t` errors
@@ -201,13 +200,7 @@ mod tests {
     fn sparse_mixture_is_anytime_valid_under_the_null() {
         // Deterministic LCG: each error falls in treatment with probability p0 (k = 2, 5% traffic).
         let p0 = 2.0 * 0.05 / (2.0 * 0.05 + 0.95);
-        let mut state = 7_u64;
-        let mut uniform = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = crate::stats::test_uniform(7);
         let runs = 2_000;
         let mut rejected = 0;
         for _ in 0..runs {

@@ -14,10 +14,12 @@
 //! that always answer document the value they fall back to, chosen so that
 //! it never triggers a decision (a p-value of 1, an infinite interval).
 
+pub mod cuped;
 pub mod dist;
 pub mod harm;
 pub mod horizon;
 pub mod mann_whitney;
+pub mod margin;
 pub mod means;
 pub mod multiple;
 pub mod poisson;
@@ -26,9 +28,11 @@ pub mod ratio;
 pub mod sequential;
 pub mod srm;
 
+pub use cuped::{cuped, CovariateSums, CupedAdjustment};
 pub use harm::{excess_errors, share_above_cap_p};
 pub use horizon::{sequential_poisson_margin_p, sequential_poisson_upper_bound, Horizon};
 pub use mann_whitney::{mann_whitney_u, MannWhitney};
+pub use margin::{normal_margin, ArmEstimate, Harm, MarginResult, Scale, ThresholdRule};
 pub use means::{
     relative_lift, relative_lift_moments, welch_diff, welch_diff_moments, MeanStats, SampleMoments,
 };
@@ -129,6 +133,18 @@ pub(crate) fn assert_fig(actual: f64, published: &str, what: &str) {
         (actual - expected).abs() <= tolerance,
         "{what}: got {actual}, published {published} (±{tolerance:e})"
     );
+}
+
+/// A deterministic uniform [0, 1) generator (64-bit LCG) for tests that simulate.
+#[cfg(test)]
+pub(crate) fn test_uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 #[cfg(test)]

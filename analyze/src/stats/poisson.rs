@@ -13,8 +13,9 @@
 use super::dist::{binomial_sf, clopper_pearson_upper};
 use super::valid_alpha;
 
-/// Probability that an error lands in treatment under H0: rate_t = k·rate_c.
-fn null_share(n_t: f64, n_c: f64, k: f64) -> Option<f64> {
+/// Probability that an error lands in treatment under H0: rate_t = k·rate_c. `None` for invalid
+/// input; an arm without exposure is allowed (the share is then 0 or 1).
+pub(super) fn null_share(n_t: f64, n_c: f64, k: f64) -> Option<f64> {
     let inputs_ok = n_t.is_finite() && n_c.is_finite() && k.is_finite();
     if !inputs_ok || n_t < 0.0 || n_c < 0.0 || k <= 0.0 || k * n_t + n_c <= 0.0 {
         return None;
