@@ -37,7 +37,11 @@ pub enum Command {
     /// Analyse experiments over the Parquet output and print a verdict for each.
     #[command(after_help = EXIT_CODES)]
     Analyze(AnalyzeArgs),
-    /// Run SQL over the Parquet tables: requests, business, exposures, dead_letters.
+    /// Write one day's experiment reports: an HTML page per experiment (verdict, tables, charts,
+    /// data quality), an index, and the same as Markdown and JSON.
+    Report(ReportArgs),
+    /// Run SQL over the Parquet tables (requests, business, exposures, dead_letters) and the
+    /// results history (results, decisions); named queries are documented in queries/README.md.
     Query(QueryArgs),
     /// Generate a reproducible traffic scenario to Kafka or to JSON-lines files.
     Generate(GenerateArgs),
@@ -218,6 +222,35 @@ pub struct AnalyzeArgs {
     /// fixed-horizon tests, for one look at a finished experiment).
     #[arg(long, env = "SHIFTRIGHT_METHOD", value_enum)]
     pub method: Option<MethodArg>,
+    /// Do not append this run to the results history (DATA/_results/: tables `results` and
+    /// `decisions` of `shiftright query`). By default every run is recorded.
+    #[arg(long, env = "SHIFTRIGHT_NO_HISTORY")]
+    pub no_history: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The ingest's output root (the directory holding requests/, business/, exposures/).
+    #[arg(long, env = "SHIFTRIGHT_DATA")]
+    pub data: PathBuf,
+    /// The day to report (UTC): every experiment with exposures or requests that day, analysed
+    /// over the data up to its end. Default: today (UTC).
+    #[arg(long, env = "SHIFTRIGHT_DATE")]
+    pub date: Option<chrono::NaiveDate>,
+    /// Where to write the pages (created if missing): index.html, and EXPERIMENT.html, .md and
+    /// .json per experiment.
+    #[arg(long, env = "SHIFTRIGHT_REPORT_OUT")]
+    pub out: PathBuf,
+    /// Experiments file (TOML): baseline, expected weights, guardrails. See the README.
+    #[arg(long, env = "SHIFTRIGHT_EXPERIMENTS")]
+    pub experiments: Option<PathBuf>,
+    /// Test method, over the experiments file's: `fixed` suits a nightly look at a finished day;
+    /// `sequential` (the file's default) keeps its guarantees when the same data is re-read.
+    #[arg(long, env = "SHIFTRIGHT_METHOD", value_enum)]
+    pub method: Option<MethodArg>,
+    /// Do not append this run to the results history (DATA/_results/).
+    #[arg(long, env = "SHIFTRIGHT_NO_HISTORY")]
+    pub no_history: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -226,11 +259,16 @@ pub enum MethodArg {
     Fixed,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueryFormatArg {
+    /// An aligned table.
     Table,
+    /// CSV with a header.
     Csv,
+    /// JSON lines, one object per row.
     Json,
+    /// A Parquet file (needs --out).
+    Parquet,
 }
 
 #[derive(Debug, Args)]
@@ -238,18 +276,47 @@ pub struct QueryArgs {
     /// The ingest's output root.
     #[arg(long, env = "SHIFTRIGHT_DATA", required_unless_present = "list")]
     pub data: Option<PathBuf>,
-    /// SQL to run, e.g. "SELECT variant, COUNT(*) FROM requests GROUP BY variant".
-    #[arg(conflicts_with_all = ["name", "list"], required_unless_present_any = ["name", "list"])]
+    /// SQL to run, e.g. "SELECT variant, COUNT(*) FROM requests GROUP BY variant". Tables:
+    /// requests, business, exposures, dead_letters, and the results history: results, decisions.
+    #[arg(
+        conflicts_with_all = ["name", "list", "file"],
+        required_unless_present_any = ["name", "list", "file"]
+    )]
     pub sql: Option<String>,
-    /// Run a named query from queries/ instead (see --list).
-    #[arg(long)]
+    /// Run a named query from queries/ instead (see --list and queries/README.md).
+    #[arg(long, conflicts_with = "file")]
     pub name: Option<String>,
-    /// List the named queries and exit.
+    /// Run the SQL in this file instead.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// A value for a `$NAME` placeholder of the query, as NAME=VALUE (repeatable); bound as a
+    /// string, e.g. --param experiment=checkout-v2.
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// List the named queries with their parameters and exit.
     #[arg(long)]
     pub list: bool,
     /// Output format.
     #[arg(long, env = "SHIFTRIGHT_FORMAT", value_enum, default_value = "table")]
     pub format: QueryFormatArg,
+    /// Write the output to this file instead of standard output (required for parquet).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let valid = !k.is_empty()
+        && k.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && !k.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        return Err(format!(
+            "{k:?} is not a parameter name (letters, digits, _)"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

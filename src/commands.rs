@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
     AnalyzeArgs, BrokerArgs, GenerateArgs, IngestArgs, MethodArg, Preset, ProduceArgs, QueryArgs,
-    QueryFormatArg, ReportFormatArg, SimulateArgs, SimulateFormatArg, TopicArgs,
+    QueryFormatArg, ReportArgs, ReportFormatArg, SimulateArgs, SimulateFormatArg, TopicArgs,
 };
 
 impl TopicArgs {
@@ -58,17 +58,74 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     Ok(0)
 }
 
-pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
-    let mut experiments = match &args.experiments {
+/// The experiments file (or the defaults), with `--method` over it.
+fn experiments_of(
+    path: Option<&std::path::Path>,
+    method: Option<MethodArg>,
+) -> anyhow::Result<ExperimentsFile> {
+    let mut experiments = match path {
         Some(path) => ExperimentsFile::load(path)?,
         None => ExperimentsFile::default(),
     };
-    if let Some(method) = args.method {
+    if let Some(method) = method {
         experiments = experiments.with_method(match method {
             MethodArg::Sequential => Method::Sequential,
             MethodArg::Fixed => Method::Fixed,
         });
     }
+    Ok(experiments)
+}
+
+pub async fn report(args: ReportArgs) -> anyhow::Result<u8> {
+    use shiftright_analyze::pages::{self, Progress};
+    use std::io::IsTerminal;
+    let experiments = experiments_of(args.experiments.as_deref(), args.method)?;
+    let date = args.date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("analysing the experiments of {date}"));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut progress = |p: Progress| match p {
+        Progress::Analysed(n) => {
+            bar.set_length(n as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} pages {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message("");
+        }
+        Progress::PageWritten => bar.inc(1),
+    };
+    let written =
+        pages::write_day(&args.data, &experiments, date, &args.out, &mut progress).await?;
+    bar.finish_and_clear();
+    for r in &written.reports {
+        println!(
+            "{:<10} {}  {}",
+            r.verdict.as_str(),
+            r.experiment,
+            args.out
+                .join(format!("{}.html", pages::file_stem(&r.experiment)))
+                .display()
+        );
+    }
+    println!(
+        "{} experiments of {date}; index: {}",
+        written.reports.len(),
+        args.out.join("index.html").display()
+    );
+    if !args.no_history {
+        record_history(&args.data, "report", &written.reports);
+    }
+    Ok(0)
+}
+
+pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
+    let experiments = experiments_of(args.experiments.as_deref(), args.method)?;
     let reports = shiftright_analyze::analyze(&args.data, &experiments, &args.only).await?;
     if reports.is_empty() {
         bail!(
@@ -82,32 +139,75 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
         ReportFormatArg::Markdown => ReportFormat::Markdown,
     };
     print!("{}", shiftright_analyze::render(&reports, format)?);
+    if !args.no_history {
+        record_history(&args.data, "analyze", &reports);
+    }
     Ok(shiftright_analyze::exit_code(&reports) as u8)
+}
+
+/// Appends the run to the results history. A failure is reported, not fatal: the verdict and its
+/// exit code are what a pipeline gates on.
+fn record_history(data: &std::path::Path, command: &str, reports: &[shiftright_analyze::Report]) {
+    let run = shiftright_analyze::history::Run::now(command);
+    if let Err(e) = shiftright_analyze::history::append(data, &run, reports) {
+        let chain: Vec<String> = anyhow::Error::from(e)
+            .chain()
+            .map(|c| c.to_string())
+            .collect();
+        eprintln!(
+            "warning: the results history was not updated: {} (pass --no-history to skip it)",
+            chain.join(": ")
+        );
+    }
 }
 
 pub async fn query(args: QueryArgs) -> anyhow::Result<u8> {
     if args.list {
         for q in shiftright_analyze::queries::QUERIES {
+            let params: Vec<String> = shiftright_analyze::queries::placeholders(q.sql)
+                .into_iter()
+                .map(|p| format!("--param {p}=…"))
+                .collect();
             println!("{:<24} {}", q.name, q.summary());
+            if !params.is_empty() {
+                println!("{:<24}   needs {}", "", params.join(" "));
+            }
         }
         return Ok(0);
     }
     let data = args.data.context("--data is required")?;
-    let sql = match (&args.sql, &args.name) {
-        (Some(sql), _) => sql.clone(),
-        (None, Some(name)) => shiftright_analyze::queries::named(name)
+    let sql = match (&args.sql, &args.name, &args.file) {
+        (Some(sql), _, _) => sql.clone(),
+        (None, Some(name), _) => shiftright_analyze::queries::named(name)
             .ok_or_else(|| shiftright_analyze::Error::UnknownQuery(name.clone()))?
             .sql
             .to_string(),
-        (None, None) => bail!("give SQL or --name NAME"),
+        (None, None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading the query file {}", file.display()))?,
+        (None, None, None) => bail!("give SQL, --name NAME or --file FILE"),
     };
-    let batches = shiftright_analyze::query(&data, &sql).await?;
-    let format = match args.format {
-        QueryFormatArg::Table => QueryFormat::Table,
-        QueryFormatArg::Csv => QueryFormat::Csv,
-        QueryFormatArg::Json => QueryFormat::Json,
+    if args.format == QueryFormatArg::Parquet && args.out.is_none() {
+        bail!("--format parquet writes a file: give --out FILE.parquet");
+    }
+    let (schema, batches) = shiftright_analyze::query_with(&data, &sql, &args.params).await?;
+    let text = match args.format {
+        QueryFormatArg::Parquet => {
+            let out = args.out.as_deref().context("--out is required")?;
+            shiftright_analyze::write_parquet(schema, &batches, out)?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            eprintln!("wrote {rows} rows to {}", out.display());
+            return Ok(0);
+        }
+        QueryFormatArg::Table => shiftright_analyze::render_batches(&batches, QueryFormat::Table)?,
+        QueryFormatArg::Csv => shiftright_analyze::render_batches(&batches, QueryFormat::Csv)?,
+        QueryFormatArg::Json => shiftright_analyze::render_batches(&batches, QueryFormat::Json)?,
     };
-    print!("{}", shiftright_analyze::render_batches(&batches, format)?);
+    match &args.out {
+        Some(out) => {
+            std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?
+        }
+        None => print!("{text}"),
+    }
     Ok(0)
 }
 

@@ -158,6 +158,12 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         "  shiftright query --data {} --name dead_letters_by_reason",
         out.display()
     );
+    println!(
+        "  shiftright report --data {} --experiments {} --out {}   # today's pages: open index.html",
+        out.display(),
+        experiments_path.display(),
+        out.join("pages").display()
+    );
     if bad != Some(Verdict::Rollback) || healthy == Some(Verdict::Rollback) {
         bail!("the demo's verdicts are not the expected ones (ROLLBACK for checkout-canary, no rollback for search-canary)");
     }

@@ -44,6 +44,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Ingest(args) => commands::ingest(args, shutdown).await,
         Command::Analyze(args) => commands::analyze(args).await,
+        Command::Report(args) => commands::report(args).await,
         Command::Query(args) => commands::query(args).await,
         Command::Generate(args) => commands::generate(args).await,
         Command::Demo(args) => demo::run(args, shutdown).await,

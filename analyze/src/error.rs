@@ -50,12 +50,33 @@ pub enum Error {
         /// The column.
         column: String,
     },
+    /// A query's placeholders and the given parameters do not match.
+    #[error("{0}")]
+    Params(String),
     /// A named query does not exist.
     #[error("no query named {0:?}; run `shiftright query --list` for the names")]
     UnknownQuery(String),
     /// Results could not be rendered.
     #[error("rendering results failed")]
     Render(#[from] arrow::error::ArrowError),
+    /// The results history (or a query's output file) could not be written.
+    #[error("cannot write {}", path.display())]
+    History {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing Parquet (the results history, a query's output) failed.
+    #[error("writing Parquet failed")]
+    HistoryParquet(#[from] parquet::errors::ParquetError),
+    /// A report page's template failed to render (a bug in `analyze/templates/`).
+    #[error("rendering a report page failed")]
+    Template(#[from] minijinja::Error),
+    /// A chart could not be drawn.
+    #[error("drawing a chart failed: {0}")]
+    Chart(String),
     /// JSON rendering failed.
     #[error("rendering JSON failed")]
     Json(#[from] serde_json::Error),

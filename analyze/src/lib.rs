@@ -9,7 +9,9 @@
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod history;
 pub mod metrics;
+pub mod pages;
 pub mod queries;
 pub mod render;
 pub mod report;
@@ -38,7 +40,22 @@ pub async fn analyze(
     only: &[String],
 ) -> Result<Vec<Report>> {
     let ctx = tables::session(data_dir).await?;
-    let all = users::load(&ctx, only).await?;
+    Ok(analyze_in(&ctx, data_dir, experiments, only)
+        .await?
+        .into_iter()
+        .map(|(report, _)| report)
+        .collect())
+}
+
+/// [`analyze`] over the tables of `ctx`, returning each report with the users it was computed
+/// from (for charts). `data_dir` only names the data in errors.
+pub async fn analyze_in(
+    ctx: &datafusion::prelude::SessionContext,
+    data_dir: &Path,
+    experiments: &ExperimentsFile,
+    only: &[String],
+) -> Result<Vec<(Report, users::ExperimentUsers)>> {
+    let all = users::load(ctx, only).await?;
     for missing in only.iter().filter(|e| !all.contains_key(*e)) {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),
@@ -49,8 +66,11 @@ pub async fn analyze(
         });
     }
     Ok(all
-        .iter()
-        .map(|(name, users)| decision::decide(name, users, &experiments.settings(name)))
+        .into_iter()
+        .map(|(name, users)| {
+            let report = decision::decide(&name, &users, &experiments.settings(&name));
+            (report, users)
+        })
         .collect())
 }
 
@@ -74,9 +94,49 @@ pub fn render(reports: &[Report], format: ReportFormat) -> Result<String> {
 
 /// Runs SQL over the tables under `data_dir` and returns the result batches.
 pub async fn query(data_dir: &Path, sql: &str) -> Result<Vec<RecordBatch>> {
+    Ok(query_with(data_dir, sql, &[]).await?.1)
+}
+
+/// Runs SQL with named parameters (`$experiment` in the SQL, `("experiment", "checkout-v2")`
+/// here, bound as strings) and returns the result's schema and batches. Every placeholder must
+/// have a value and every value a placeholder.
+pub async fn query_with(
+    data_dir: &Path,
+    sql: &str,
+    params: &[(String, String)],
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    queries::check_params(sql, params)?;
     let ctx = tables::session(data_dir).await?;
-    let frame = ctx.sql(sql).await.map_err(Error::query("user query"))?;
-    frame.collect().await.map_err(Error::query("user query"))
+    let mut frame = ctx.sql(sql).await.map_err(Error::query("user query"))?;
+    if !params.is_empty() {
+        frame = frame
+            .with_param_values(queries::param_values(params))
+            .map_err(Error::query("user query"))?;
+    }
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(Error::query("user query"))?;
+    Ok((schema, batches))
+}
+
+/// Writes query results to a Parquet file (`--format parquet`), through a temporary file renamed
+/// into place.
+pub fn write_parquet(
+    schema: arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    path: &Path,
+) -> Result<()> {
+    let io = |source| Error::History {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
+    for b in batches {
+        writer.write(b)?;
+    }
+    writer.close()?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Output formats of `shiftright query`.

@@ -13,6 +13,9 @@ use crate::stats::{
 };
 use crate::users::UserRow;
 
+/// The least share of variance CUPED must remove to be used.
+pub const MIN_CUPED_REDUCTION: f64 = 0.01;
+
 /// Quantiles reported for latency.
 pub const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)];
 
@@ -258,8 +261,10 @@ pub fn compare(
         ),
     ] {
         // With pre-exposure values, the test runs on the CUPED-adjusted values; the values
-        // reported stay the observed means.
-        let adjustment = stats::cuped(b_pre, v_pre);
+        // reported stay the observed means. History that explains under 1% of the variance is
+        // left out: the adjustment would only add θ's own noise.
+        let adjustment =
+            stats::cuped(b_pre, v_pre).filter(|a| a.variance_reduction >= MIN_CUPED_REDUCTION);
         let (tb, tv) = adjustment
             .as_ref()
             .map_or((b, v), |a| (&a.control, &a.treatment));

@@ -44,6 +44,22 @@ pub const QUERIES: &[NamedQuery] = &[
         sql: include_str!("../../queries/latency.sql"),
     },
     NamedQuery {
+        name: "conversion_revenue",
+        sql: include_str!("../../queries/conversion_revenue.sql"),
+    },
+    NamedQuery {
+        name: "hourly",
+        sql: include_str!("../../queries/hourly.sql"),
+    },
+    NamedQuery {
+        name: "decisions_over_time",
+        sql: include_str!("../../queries/decisions_over_time.sql"),
+    },
+    NamedQuery {
+        name: "lift_over_time",
+        sql: include_str!("../../queries/lift_over_time.sql"),
+    },
+    NamedQuery {
         name: "srm_counts",
         sql: include_str!("../../queries/srm_counts.sql"),
     },
@@ -68,6 +84,87 @@ pub const QUERIES: &[NamedQuery] = &[
         sql: include_str!("../../queries/dead_letters_by_reason.sql"),
     },
 ];
+
+/// The named placeholders (`$experiment`) of `sql`, outside comments and string literals.
+pub fn placeholders(sql: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '-' if chars.get(i + 1) == Some(&'-') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '\'' => {
+                i += 1;
+                while i < chars.len() && chars[i] != '\'' {
+                    i += 1;
+                }
+            }
+            '$' => {
+                let start = i + 1;
+                let mut end = start;
+                while end < chars.len() && (chars[end].is_alphanumeric() || chars[end] == '_') {
+                    end += 1;
+                }
+                if end > start && !chars[start].is_ascii_digit() {
+                    out.insert(chars[start..end].iter().collect());
+                }
+                i = end.max(i + 1) - 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Parameters as DataFusion binds them: each value a string.
+pub fn param_values(
+    params: &[(String, String)],
+) -> std::collections::HashMap<String, datafusion::scalar::ScalarValue> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                datafusion::scalar::ScalarValue::Utf8(Some(v.clone())),
+            )
+        })
+        .collect()
+}
+
+/// Checks that every placeholder of `sql` has a parameter and every parameter a placeholder.
+pub fn check_params(sql: &str, params: &[(String, String)]) -> crate::Result<()> {
+    let wanted = placeholders(sql);
+    let given: std::collections::BTreeSet<String> = params.iter().map(|(k, _)| k.clone()).collect();
+    let missing: Vec<String> = wanted
+        .difference(&given)
+        .map(|p| format!("--param {p}=VALUE"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(crate::Error::Params(format!(
+            "the query needs {} (queries/README.md lists each query's parameters)",
+            missing.join(" ")
+        )));
+    }
+    if let Some(extra) = given.difference(&wanted).next() {
+        let known = if wanted.is_empty() {
+            "it takes none".to_string()
+        } else {
+            format!(
+                "it takes {}",
+                wanted.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        return Err(crate::Error::Params(format!(
+            "the query has no parameter {extra:?} ({known})"
+        )));
+    }
+    Ok(())
+}
 
 /// Looks a query up by name.
 pub fn named(name: &str) -> Option<&'static NamedQuery> {
@@ -119,4 +216,55 @@ pub fn column(
     };
     let col = batch.column_by_name(column).ok_or_else(missing)?;
     arrow::compute::cast(col, to).map_err(|_| missing())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_skip_comments_and_strings() {
+        let sql =
+            "-- uses $not_this\nSELECT '$nor_this', $experiment, $1 FROM t WHERE v = $variant_2";
+        let found: Vec<String> = placeholders(sql).into_iter().collect();
+        assert_eq!(
+            found,
+            vec!["experiment".to_string(), "variant_2".to_string()]
+        );
+    }
+
+    #[test]
+    fn params_must_match_placeholders() {
+        let sql = "SELECT * FROM results WHERE experiment = $experiment";
+        let p = |k: &str| vec![(k.to_string(), "x".to_string())];
+        assert!(check_params(sql, &p("experiment")).is_ok());
+        let e = check_params(sql, &[]).unwrap_err().to_string();
+        assert!(e.contains("--param experiment=VALUE"), "{e}");
+        let e = check_params(sql, &p("exp")).unwrap_err().to_string();
+        assert!(e.contains("--param experiment=VALUE"), "{e}");
+        let e = check_params("SELECT 1", &p("experiment"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("takes none"), "{e}");
+    }
+
+    /// queries/README.md documents every named query.
+    #[test]
+    fn the_query_readme_lists_every_query() {
+        let readme = include_str!("../../queries/README.md");
+        for q in QUERIES {
+            assert!(
+                readme.contains(&format!("### `{}`", q.name)),
+                "queries/README.md has no section for {}",
+                q.name
+            );
+            for p in placeholders(q.sql) {
+                assert!(
+                    readme.contains(&format!("`{p}`")),
+                    "queries/README.md does not document parameter {p} of {}",
+                    q.name
+                );
+            }
+        }
+    }
 }

@@ -22,7 +22,7 @@ fn num(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "–".into(), |x| format!("{x:.digits$}"))
 }
 
-fn pct(v: Option<f64>) -> String {
+pub(crate) fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |x| format!("{:.3}%", x * 100.0))
 }
 
@@ -41,7 +41,7 @@ fn value_of(c: &Comparison, v: Option<f64>) -> String {
     }
 }
 
-fn variant_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub(crate) fn variant_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let header = vec![
         "variant",
         "users",
@@ -77,7 +77,7 @@ fn variant_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub(crate) fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let header = vec![
         "metric",
         "variant",
@@ -145,7 +145,7 @@ fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-fn srm_line(report: &Report) -> String {
+pub(crate) fn srm_line(report: &Report) -> String {
     let s = &report.srm;
     match (s.checked, s.p_value) {
         (true, Some(p)) => format!("SRM: χ² p = {p:.4} over {:?}", s.counts),
@@ -187,7 +187,7 @@ pub fn to_table(reports: &[Report]) -> String {
 }
 
 /// One line per synthetic-check variant and per shadow/mirror mode: traffic beside the verdict.
-fn side_lines(r: &Report) -> Vec<String> {
+pub(crate) fn side_lines(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
     for c in &r.synthetic_checks {
         out.push(format!(
@@ -216,7 +216,7 @@ fn side_lines(r: &Report) -> Vec<String> {
     out
 }
 
-fn method_line(r: &Report) -> String {
+pub(crate) fn method_line(r: &Report) -> String {
     match r.n_star {
         Some(n_star) => format!("sequential (anytime-valid, N* = {n_star:.0})"),
         None => format!("{} horizon", r.method),

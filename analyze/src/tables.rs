@@ -14,8 +14,10 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use shiftright_schemas::Table;
 
 use crate::error::{Error, Result};
+use crate::history::HistoryTable;
 
-/// A session with `requests`, `business`, `exposures` and `dead_letters` registered over `data_dir`.
+/// A session with `requests`, `business`, `exposures` and `dead_letters` registered over `data_dir`,
+/// and the results history (`results`, `decisions`) of `_results/`.
 pub async fn session(data_dir: &Path) -> Result<SessionContext> {
     if !data_dir.is_dir() {
         return Err(Error::NoData {
@@ -34,28 +36,10 @@ pub async fn session(data_dir: &Path) -> Result<SessionContext> {
         Table::DeadLetters,
     ] {
         let dir = data_dir.join(table.dir_name());
-        let provider: Arc<dyn datafusion::datasource::TableProvider> = if has_parquet(&dir) {
-            found += 1;
-            let canonical = dir.canonicalize().map_err(|e| Error::NoData {
-                path: dir.clone(),
-                message: format!("cannot resolve the table directory: {e}"),
-            })?;
-            let url = ListingTableUrl::parse(format!("{}/", canonical.display()))
-                .map_err(Error::query(table.name()))?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet");
-            let config = ListingTableConfig::new(url)
-                .with_listing_options(options)
-                .with_schema(table.schema());
-            Arc::new(ListingTable::try_new(config).map_err(Error::query(table.name()))?)
-        } else {
-            Arc::new(
-                MemTable::try_new(table.schema(), vec![vec![]])
-                    .map_err(Error::query(table.name()))?,
-            )
-        };
-        ctx.register_table(table.name(), provider)
-            .map_err(Error::query(table.name()))?;
+        found += usize::from(register(&ctx, table.name(), &dir, table.schema())?);
+    }
+    for table in HistoryTable::ALL {
+        register(&ctx, table.name(), &table.dir(data_dir), table.schema())?;
     }
     if found == 0 {
         return Err(Error::NoData {
@@ -64,6 +48,36 @@ pub async fn session(data_dir: &Path) -> Result<SessionContext> {
         });
     }
     Ok(ctx)
+}
+
+/// Registers `dir` as table `name`: a listing table over its Parquet files, or an empty table with
+/// `schema` when it has none. Returns whether it had files.
+fn register(
+    ctx: &SessionContext,
+    name: &str,
+    dir: &Path,
+    schema: arrow::datatypes::SchemaRef,
+) -> Result<bool> {
+    let has_files = has_parquet(dir);
+    let provider: Arc<dyn datafusion::datasource::TableProvider> = if has_files {
+        let canonical = dir.canonicalize().map_err(|e| Error::NoData {
+            path: dir.to_path_buf(),
+            message: format!("cannot resolve the table directory: {e}"),
+        })?;
+        let url = ListingTableUrl::parse(format!("{}/", canonical.display()))
+            .map_err(Error::query(name))?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(schema);
+        Arc::new(ListingTable::try_new(config).map_err(Error::query(name))?)
+    } else {
+        Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(Error::query(name))?)
+    };
+    ctx.register_table(name, provider)
+        .map_err(Error::query(name))?;
+    Ok(has_files)
 }
 
 /// Whether any `.parquet` file exists below `dir`.

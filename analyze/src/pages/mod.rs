@@ -1,0 +1,597 @@
+//! `shiftright report`: one day's experiments as pages people read and share — a self-contained
+//! HTML page per experiment (verdict banner, tables, inline SVG charts, data quality), an index
+//! page, and the same content as Markdown and JSON.
+//!
+//! The data is cut at the end of the day (events after it are not seen), every experiment with
+//! exposures or requests that day is analysed with the same code as `analyze`, and the charts are
+//! drawn from the users the verdict was computed from. Pages come from minijinja templates
+//! (`analyze/templates/`), charts from plotters (`charts`).
+
+pub mod charts;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use chrono::NaiveDate;
+use datafusion::prelude::SessionContext;
+use minijinja::{context, Environment, Value};
+use serde::Serialize;
+
+use crate::config::ExperimentsFile;
+use crate::error::{Error, Result};
+use crate::report::Report;
+use crate::stats::Scale;
+use crate::users::ExperimentUsers;
+use crate::{queries, render, tables};
+use charts::{LiftRow, Series};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// What `report` wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// The reports, by experiment.
+    pub reports: Vec<Report>,
+    /// Every file written (pages, Markdown, JSON, the index).
+    pub files: Vec<PathBuf>,
+}
+
+/// Progress of a report run, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    /// The analysis is done; `n` experiments get pages.
+    Analysed(usize),
+    /// One more experiment's page is written.
+    PageWritten,
+}
+
+/// Analyses every experiment active on `date` over the data up to its end and writes the pages
+/// to `out_dir`.
+pub async fn write_day(
+    data_dir: &Path,
+    experiments: &ExperimentsFile,
+    date: NaiveDate,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Written> {
+    let start = date
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or_default();
+    let end = start + DAY_MS;
+    let ctx = tables::session(data_dir).await?;
+    cut_at(&ctx, end).await?;
+    let active = active_experiments(&ctx, start, end).await?;
+    if active.is_empty() {
+        return Err(Error::NoData {
+            path: data_dir.to_path_buf(),
+            message: format!(
+                "no experiment has exposures or requests on {date}; dates with data: {}",
+                dates_with_data(&ctx).await?.join(", ")
+            ),
+        });
+    }
+    let analysed = crate::analyze_in(&ctx, data_dir, experiments, &active).await?;
+    progress(Progress::Analysed(analysed.len()));
+    let dead_letters = dead_letters_between(&ctx, start, end).await?;
+    let env = environment()?;
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    let mut files = Vec::new();
+    let mut index_rows = Vec::new();
+    let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    for (report, users) in &analysed {
+        let file = file_stem(&report.experiment);
+        let hourly = hourly(&ctx, &report.experiment, start).await?;
+        let page = ExperimentPage::new(report, users, &hourly, &dead_letters)?;
+        let html = env.get_template("experiment.html")?.render(page.context(
+            date,
+            &file,
+            &generated_at,
+        ))?;
+        let markdown = format!(
+            "{}\n### Data quality\n\n{}\n",
+            render::to_markdown(std::slice::from_ref(report)),
+            page.quality
+                .iter()
+                .map(|q| format!("- {}: {}", q.check, q.status))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let json = serde_json::to_string_pretty(report)? + "\n";
+        for (ext, text) in [("html", html), ("md", markdown), ("json", json)] {
+            files.push(write(out_dir, &format!("{file}.{ext}"), &text)?);
+        }
+        index_rows.push(context! {
+            name => report.experiment.clone(),
+            file => file,
+            verdict => report.verdict.as_str(),
+            users => report.variants.iter().map(|v| v.users).sum::<u64>(),
+            reason => report.reasons.first().cloned().unwrap_or_default(),
+        });
+        progress(Progress::PageWritten);
+    }
+    let dead_total: u64 = dead_letters.values().sum();
+    let index = env.get_template("index.html")?.render(context! {
+        date => date.to_string(),
+        experiments => index_rows,
+        dead_letters => dead_total,
+        version => env!("CARGO_PKG_VERSION"),
+        generated_at => generated_at,
+    })?;
+    files.push(write(out_dir, "index.html", &index)?);
+    let reports: Vec<Report> = analysed.into_iter().map(|(r, _)| r).collect();
+    let index_md = format!(
+        "# Experiments of {date}\n\n| experiment | verdict | why |\n|---|---|---|\n{}",
+        reports
+            .iter()
+            .map(|r| format!(
+                "| [{}]({}.md) | **{}** | {} |\n",
+                r.experiment,
+                file_stem(&r.experiment),
+                r.verdict,
+                r.reasons
+                    .first()
+                    .map_or("", String::as_str)
+                    .replace('|', "\\|")
+            ))
+            .collect::<String>()
+    );
+    files.push(write(out_dir, "index.md", &index_md)?);
+    Ok(Written { reports, files })
+}
+
+/// The templates, compiled into the binary.
+fn environment() -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    env.add_template("style.css", include_str!("../../templates/style.css"))?;
+    env.add_template(
+        "experiment.html",
+        include_str!("../../templates/experiment.html"),
+    )?;
+    env.add_template("index.html", include_str!("../../templates/index.html"))?;
+    Ok(env)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::History { path, source }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(io(&path))?;
+    Ok(path)
+}
+
+/// A file name for an experiment key: kept as is when safe, otherwise its unsafe characters as `_`.
+pub fn file_stem(experiment: &str) -> String {
+    experiment
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Re-registers the event tables as views of the data before `end_ms`.
+async fn cut_at(ctx: &SessionContext, end_ms: i64) -> Result<()> {
+    for table in ["requests", "business", "exposures"] {
+        let all = format!("{table}_all");
+        let provider = ctx
+            .deregister_table(table)
+            .map_err(Error::query(table))?
+            .ok_or_else(|| Error::UnknownQuery(table.into()))?;
+        ctx.register_table(all.as_str(), provider)
+            .map_err(Error::query(table))?;
+        let view = ctx
+            .sql(&format!(
+                "SELECT * FROM {all} WHERE CAST(ts AS BIGINT) < {end_ms}"
+            ))
+            .await
+            .map_err(Error::query(table))?
+            .into_view();
+        ctx.register_table(table, view)
+            .map_err(Error::query(table))?;
+    }
+    Ok(())
+}
+
+async fn collect(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+) -> Result<Vec<arrow::array::RecordBatch>> {
+    ctx.sql(sql)
+        .await
+        .map_err(Error::query(name))?
+        .collect()
+        .await
+        .map_err(Error::query(name))
+}
+
+fn strings(batches: &[arrow::array::RecordBatch], name: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = queries::column(b, name, "value", &DataType::Utf8)?;
+        let col = col.as_string::<i32>();
+        out.extend(
+            (0..col.len())
+                .filter(|&i| !col.is_null(i))
+                .map(|i| col.value(i).to_string()),
+        );
+    }
+    Ok(out)
+}
+
+async fn active_experiments(ctx: &SessionContext, start: i64, end: i64) -> Result<Vec<String>> {
+    let window = format!("CAST(ts AS BIGINT) >= {start} AND CAST(ts AS BIGINT) < {end}");
+    let sql = format!(
+        "SELECT DISTINCT CAST(experiment AS VARCHAR) AS value FROM exposures WHERE {window} \
+         UNION SELECT DISTINCT CAST(experiment AS VARCHAR) AS value FROM requests WHERE {window} \
+         ORDER BY value"
+    );
+    strings(
+        &collect(ctx, "active experiments", &sql).await?,
+        "active experiments",
+    )
+}
+
+async fn dates_with_data(ctx: &SessionContext) -> Result<Vec<String>> {
+    let sql = "SELECT DISTINCT CAST(CAST(date_trunc('day', ts) AS DATE) AS VARCHAR) AS value \
+               FROM exposures_all ORDER BY value";
+    strings(
+        &collect(ctx, "dates with data", sql).await?,
+        "dates with data",
+    )
+}
+
+async fn dead_letters_between(
+    ctx: &SessionContext,
+    start: i64,
+    end: i64,
+) -> Result<BTreeMap<String, u64>> {
+    let sql = format!(
+        "SELECT reason AS value, COUNT(*) AS n FROM dead_letters \
+         WHERE CAST(received_at AS BIGINT) >= {start} AND CAST(received_at AS BIGINT) < {end} \
+         GROUP BY reason"
+    );
+    let batches = collect(ctx, "dead letters", &sql).await?;
+    let mut out = BTreeMap::new();
+    for b in &batches {
+        let reason = queries::column(b, "dead letters", "value", &DataType::Utf8)?;
+        let n = queries::column(b, "dead letters", "n", &DataType::Int64)?;
+        let (reason, n) = (reason.as_string::<i32>(), n.as_primitive::<Int64Type>());
+        for i in 0..b.num_rows() {
+            out.insert(reason.value(i).to_string(), n.value(i).max(0) as u64);
+        }
+    }
+    Ok(out)
+}
+
+/// One hour of one variant (the `hourly` query).
+#[derive(Debug, Clone, PartialEq)]
+struct HourRow {
+    /// Hour of the day, 0–23.
+    hour: f64,
+    variant: String,
+    error_rate: Option<f64>,
+    p99_ms: Option<f64>,
+}
+
+async fn hourly(ctx: &SessionContext, experiment: &str, day_start: i64) -> Result<Vec<HourRow>> {
+    const NAME: &str = "hourly";
+    let sql = queries::named(NAME)
+        .ok_or_else(|| Error::UnknownQuery(NAME.into()))?
+        .sql;
+    let params = queries::param_values(&[("experiment".into(), experiment.into())]);
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(Error::query(NAME))?
+        .with_param_values(params)
+        .map_err(Error::query(NAME))?
+        .collect()
+        .await
+        .map_err(Error::query(NAME))?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let col = |name: &str, to: &DataType| queries::column(b, NAME, name, to);
+        // The hour as ms since the epoch, whatever unit date_trunc returns.
+        let hour = col(
+            "hour",
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into())),
+        )?;
+        let hour = arrow::compute::cast(&hour, &DataType::Int64)?;
+        let variant = col("variant", &DataType::Utf8)?;
+        let (rate, p99) = (
+            col("error_rate", &DataType::Float64)?,
+            col("p99_ms", &DataType::Float64)?,
+        );
+        let (hour, variant) = (hour.as_primitive::<Int64Type>(), variant.as_string::<i32>());
+        let (rate, p99) = (
+            rate.as_primitive::<Float64Type>(),
+            p99.as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            let offset = hour.value(i) - day_start;
+            if !(0..DAY_MS).contains(&offset) {
+                continue;
+            }
+            out.push(HourRow {
+                hour: offset as f64 / 3_600_000.0,
+                variant: variant.value(i).to_string(),
+                error_rate: (!rate.is_null(i)).then(|| rate.value(i)),
+                p99_ms: (!p99.is_null(i)).then(|| p99.value(i)),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A data-quality line of a page.
+#[derive(Debug, Clone, Serialize)]
+struct Quality {
+    check: String,
+    status: String,
+    /// `ok` or `bad` (drawn red).
+    state: &'static str,
+}
+
+/// One experiment's page, before rendering.
+struct ExperimentPage<'a> {
+    report: &'a Report,
+    forest_svg: String,
+    cdf_svg: String,
+    hourly_errors_svg: String,
+    hourly_p99_svg: String,
+    quality: Vec<Quality>,
+}
+
+impl<'a> ExperimentPage<'a> {
+    fn new(
+        report: &'a Report,
+        users: &ExperimentUsers,
+        hourly: &[HourRow],
+        dead_letters: &BTreeMap<String, u64>,
+    ) -> Result<Self> {
+        Ok(ExperimentPage {
+            report,
+            forest_svg: charts::forest_plot(&lift_rows(report))?,
+            cdf_svg: latency_cdf(report, users)?,
+            hourly_errors_svg: hourly_chart(
+                hourly,
+                "Error rate by hour",
+                "error rate",
+                |r| r.error_rate,
+                &|y| format!("{:.2}%", y * 100.0),
+            )?,
+            hourly_p99_svg: hourly_chart(
+                hourly,
+                "p99 latency by hour",
+                "ms",
+                |r| r.p99_ms,
+                &|y| format!("{y:.0}"),
+            )?,
+            quality: quality(report, dead_letters),
+        })
+    }
+
+    fn context(&self, date: NaiveDate, file: &str, generated_at: &str) -> Value {
+        let r = self.report;
+        let (variant_header, variant_rows) = render::variant_rows(r);
+        let (comparison_header, comparison_rows) = render::comparison_rows(r);
+        context! {
+            experiment => r.experiment.clone(),
+            experiment_file => file,
+            verdict => r.verdict.as_str(),
+            reasons => r.reasons.clone(),
+            date => date.to_string(),
+            baseline => r.baseline.clone().unwrap_or_else(|| "none".into()),
+            method => render::method_line(r),
+            confidence => format!("{:.0}%", r.confidence * 100.0),
+            users => r.variants.iter().map(|v| v.users).sum::<u64>(),
+            variant_header => variant_header,
+            variant_rows => variant_rows,
+            comparison_header => comparison_header,
+            comparison_rows => comparison_rows,
+            forest_svg => Value::from_safe_string(self.forest_svg.clone()),
+            cdf_svg => Value::from_safe_string(self.cdf_svg.clone()),
+            hourly_errors_svg => Value::from_safe_string(self.hourly_errors_svg.clone()),
+            hourly_p99_svg => Value::from_safe_string(self.hourly_p99_svg.clone()),
+            quality => self.quality.clone(),
+            version => env!("CARGO_PKG_VERSION"),
+            generated_at => generated_at,
+        }
+    }
+}
+
+/// The forest plot's rows: every comparison with a lift CI; ratio guardrails show their limit.
+fn lift_rows(report: &Report) -> Vec<LiftRow> {
+    report
+        .comparisons
+        .iter()
+        .filter_map(|c| {
+            Some(LiftRow {
+                label: format!("{} · {}", c.metric, c.variant),
+                lift: c.relative_lift?,
+                low: c.lift_ci_low?,
+                high: c.lift_ci_high?,
+                limit: c
+                    .guardrail
+                    .as_ref()
+                    .filter(|g| g.kind == Scale::Ratio)
+                    .map(|g| g.limit - 1.0),
+            })
+        })
+        .collect()
+}
+
+fn latency_cdf(report: &Report, users: &ExperimentUsers) -> Result<String> {
+    let mut series = Vec::new();
+    let mut markers = Vec::new();
+    for v in &report.variants {
+        let Some(rows) = users.variants.get(&v.name) else {
+            continue;
+        };
+        let mut values: Vec<f64> = rows
+            .iter()
+            .flat_map(|u| u.latencies.iter().copied())
+            .collect();
+        values.sort_by(f64::total_cmp);
+        if let Some(p99) = v.latency_ms.p99 {
+            markers.push((series.len(), p99, format!("{} p99 {p99:.0} ms", v.name)));
+        }
+        series.push(Series {
+            name: v.name.clone(),
+            points: charts::cdf_points(&values, 200),
+        });
+    }
+    charts::line_chart(
+        "Latency distribution (CDF of live requests, to the 99.9th percentile)",
+        "latency, ms",
+        "share of requests at or below",
+        &series,
+        &markers,
+        &|x| format!("{x:.0}"),
+        &|y| format!("{:.0}%", y * 100.0),
+    )
+}
+
+fn hourly_chart(
+    rows: &[HourRow],
+    title: &str,
+    y_desc: &str,
+    value: impl Fn(&HourRow) -> Option<f64>,
+    y_label: &dyn Fn(&f64) -> String,
+) -> Result<String> {
+    let mut by_variant: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in rows {
+        if let Some(v) = value(r) {
+            by_variant.entry(&r.variant).or_default().push((r.hour, v));
+        }
+    }
+    let series: Vec<Series> = by_variant
+        .into_iter()
+        .map(|(name, mut points)| {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series {
+                name: name.to_string(),
+                points,
+            }
+        })
+        .collect();
+    charts::line_chart(
+        title,
+        "hour of the day (UTC)",
+        y_desc,
+        &series,
+        &[],
+        &|x| {
+            let minutes = (x * 60.0).round() as i64;
+            format!("{:02}:{:02}", minutes / 60, minutes % 60)
+        },
+        y_label,
+    )
+}
+
+fn quality(r: &Report, dead_letters: &BTreeMap<String, u64>) -> Vec<Quality> {
+    let ok = |good: bool| if good { "ok" } else { "bad" };
+    let mut out = vec![
+        Quality {
+            check: "sample ratio".into(),
+            status: render::srm_line(r),
+            state: ok(r.srm.p_value.is_none_or(|p| p >= 0.001)),
+        },
+        Quality {
+            check: "users in two variants".into(),
+            status: format!(
+                "{} ({:.2}% of users; excluded)",
+                r.data_quality.multiple_variant_users,
+                r.data_quality.multiple_variant_share * 100.0
+            ),
+            state: ok(r.data_quality.multiple_variant_share <= 0.01),
+        },
+        Quality {
+            check: "duplicates dropped".into(),
+            status: format!(
+                "{} resent events counted once",
+                r.data_quality.duplicates_dropped
+            ),
+            state: "ok",
+        },
+        Quality {
+            check: "dead letters that day (all topics)".into(),
+            status: if dead_letters.is_empty() {
+                "none".into()
+            } else {
+                dead_letters
+                    .iter()
+                    .map(|(reason, n)| format!("{n} {reason}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            state: ok(dead_letters.is_empty()),
+        },
+        Quality {
+            check: "synthetic users".into(),
+            status: if r.data_quality.synthetic_users.is_empty() {
+                "none".into()
+            } else {
+                r.data_quality
+                    .synthetic_users
+                    .iter()
+                    .map(|(v, n)| format!("{n} on {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + " (excluded from the verdict)"
+            },
+            state: "ok",
+        },
+    ];
+    for line in render::side_lines(r) {
+        out.push(Quality {
+            check: "beside the verdict".into(),
+            status: line,
+            state: "ok",
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stems_are_safe() {
+        assert_eq!(file_stem("checkout-v2"), "checkout-v2");
+        assert_eq!(file_stem("a/b c"), "a_b_c");
+    }
+
+    #[test]
+    fn templates_render_with_escaping() {
+        let env = environment().unwrap();
+        let html = env
+            .get_template("index.html")
+            .unwrap()
+            .render(context! {
+                date => "2026-11-27",
+                experiments => vec![context! { name => "<x>", file => "x", verdict => "PROMOTE", users => 3, reason => "a & b" }],
+                dead_letters => 0,
+                version => "0",
+                generated_at => "now",
+            })
+            .unwrap();
+        assert!(
+            html.contains("&lt;x&gt;") && html.contains("a &amp; b"),
+            "{html}"
+        );
+        assert!(html.contains("class=\"promote\""));
+    }
+}
