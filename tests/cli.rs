@@ -140,17 +140,22 @@ fn demo_then_analyze_and_query_its_output() {
         csv.starts_with("variant,n\nv1,") && csv.contains("\nv2,"),
         "{csv}"
     );
-    for name in [
-        "error_rate",
-        "latency",
-        "srm_counts",
-        "duplicates",
-        "dead_letters_by_reason",
-    ] {
-        let named = shiftright(&["query", "--data", data_s, "--name", name]);
+    // Every named query of the library runs (parameters from their placeholders).
+    for q in shiftright_analyze::queries::QUERIES {
+        let mut args = vec!["query", "--data", data_s, "--name", q.name];
+        for p in shiftright_analyze::queries::placeholders(q.sql) {
+            args.push("--param");
+            args.push(match p.as_str() {
+                "experiment" => "experiment=checkout-canary",
+                "metric" => "metric=error_rate",
+                other => panic!("no test value for parameter {other} of {}", q.name),
+            });
+        }
+        let named = shiftright(&args);
         assert!(
             named.status.success(),
-            "query --name {name}: {}",
+            "query --name {}: {}",
+            q.name,
             text(&named.stderr)
         );
     }

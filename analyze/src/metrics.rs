@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{ExperimentSettings, GuardrailMetric, GuardrailSpec, Method};
 use crate::report::{
-    BlastRadius, Comparison, Cuped, Guardrail, Latency, QuantileValue, VariantMetrics,
+    BlastRadius, Comparison, Cuped, Guardrail, Interval, Latency, QuantileValue, VariantMetrics,
 };
 use crate::stats::{
     self, ArmEstimate, ClusteredSample, CovariateSums, Estimate, Harm, Horizon, MarginResult,
@@ -40,6 +40,8 @@ pub struct VariantStats {
     pub quantiles: Vec<Option<QuantileEstimate>>,
     /// Live latencies by user, for the rank test.
     pub latencies: ClusteredSample,
+    /// 1 − confidence, for the per-variant intervals.
+    pub alpha: f64,
 }
 
 impl VariantStats {
@@ -79,7 +81,26 @@ impl VariantStats {
             revenue_pre,
             quantiles,
             latencies: sample,
+            alpha,
         }
+    }
+
+    /// estimate ± z·√variance, clamped to `bounds`; `None` without a variance.
+    fn interval(&self, estimate: f64, variance: f64, bounds: (f64, f64)) -> Option<Interval> {
+        let se = variance.sqrt();
+        (se > 0.0 && se.is_finite() && estimate.is_finite()).then(|| {
+            let half = stats::dist::z_two_sided(self.alpha) * se;
+            Interval {
+                low: (estimate - half).max(bounds.0),
+                high: (estimate + half).min(bounds.1),
+            }
+        })
+    }
+
+    fn mean_interval(&self, m: &MeanStats, bounds: (f64, f64)) -> Option<Interval> {
+        (m.n >= 2.0)
+            .then(|| self.interval(m.mean(), m.variance() / m.n, bounds))
+            .flatten()
     }
 
     fn p(&self, i: usize) -> Option<&QuantileEstimate> {
@@ -118,6 +139,7 @@ impl VariantStats {
             requests,
             errors,
             error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
+            error_rate_ci: self.interval(self.errors.ratio(), self.errors.variance(), (0.0, 1.0)),
             latency_ms: Latency {
                 p50: q(0),
                 p95: q(1),
@@ -126,8 +148,11 @@ impl VariantStats {
             latency_ci,
             conversions: self.conversion.sum.round() as u64,
             conversion_rate: per_user(self.conversion.sum),
+            conversion_rate_ci: self.mean_interval(&self.conversion, (0.0, 1.0)),
             revenue: self.revenue.sum,
             revenue_per_user: per_user(self.revenue.sum),
+            revenue_per_user_ci: self
+                .mean_interval(&self.revenue, (f64::NEG_INFINITY, f64::INFINITY)),
         }
     }
 }

@@ -41,7 +41,24 @@ fn value_of(c: &Comparison, v: Option<f64>) -> String {
     }
 }
 
-pub(crate) fn variant_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
+/// The variant table; `with_ci` adds each metric's confidence interval under its value (pages
+/// and Markdown, where there is room).
+pub(crate) fn variant_rows(
+    report: &Report,
+    with_ci: bool,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let ci = |i: Option<crate::report::Interval>, scale: f64, digits: usize| match i {
+        Some(i) if with_ci => format!(" [{:.digits$}, {:.digits$}]", i.low * scale, i.high * scale),
+        _ => String::new(),
+    };
+    let q = |v: &crate::report::VariantMetrics, name: &str| {
+        let e = v.latency_ci.get(name);
+        let value = num(e.and_then(|e| e.value), 1);
+        match e.map(|e| (e.ci_low, e.ci_high)) {
+            Some((Some(l), Some(h))) if with_ci => format!("{value} [{l:.1}, {h:.1}]"),
+            _ => value,
+        }
+    };
     let header = vec![
         "variant",
         "users",
@@ -65,12 +82,12 @@ pub(crate) fn variant_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<Strin
                 format!("{:.2}%", v.share * 100.0),
                 v.requests.to_string(),
                 v.errors.to_string(),
-                pct(v.error_rate),
-                num(v.latency_ms.p50, 1),
-                num(v.latency_ms.p95, 1),
-                num(v.latency_ms.p99, 1),
-                pct(v.conversion_rate),
-                num(v.revenue_per_user, 3),
+                pct(v.error_rate) + &ci(v.error_rate_ci, 100.0, 3),
+                q(v, "p50"),
+                q(v, "p95"),
+                q(v, "p99"),
+                pct(v.conversion_rate) + &ci(v.conversion_rate_ci, 100.0, 3),
+                num(v.revenue_per_user, 3) + &ci(v.revenue_per_user_ci, 1.0, 3),
             ]
         })
         .collect();
@@ -173,7 +190,7 @@ pub fn to_table(reports: &[Report]) -> String {
         for line in side_lines(r) {
             let _ = writeln!(out, "{line}");
         }
-        for (header, rows) in [variant_rows(r), comparison_rows(r)] {
+        for (header, rows) in [variant_rows(r, false), comparison_rows(r)] {
             let mut t = Table::new();
             t.load_preset(UTF8_FULL_CONDENSED).set_header(header);
             for row in rows {
@@ -245,7 +262,7 @@ pub fn to_markdown(reports: &[Report]) -> String {
         if !r.synthetic_checks.is_empty() || !r.shadow_traffic.is_empty() {
             out.push('\n');
         }
-        for (header, rows) in [variant_rows(r), comparison_rows(r)] {
+        for (header, rows) in [variant_rows(r, true), comparison_rows(r)] {
             let _ = writeln!(out, "| {} |", header.join(" | "));
             let _ = writeln!(out, "|{}|", vec!["---"; header.len()].join("|"));
             for row in rows {

@@ -155,6 +155,8 @@ pub struct VariantMetrics {
     pub errors: u64,
     /// errors / requests.
     pub error_rate: Option<f64>,
+    /// Its confidence interval (delta method over users; fixed-horizon, descriptive).
+    pub error_rate_ci: Option<Interval>,
     /// Latency quantiles, ms.
     pub latency_ms: Latency,
     /// Latency quantiles with confidence intervals (user-clustered).
@@ -163,10 +165,21 @@ pub struct VariantMetrics {
     pub conversions: u64,
     /// conversions / users.
     pub conversion_rate: Option<f64>,
+    /// Its confidence interval (normal; fixed-horizon, descriptive).
+    pub conversion_rate_ci: Option<Interval>,
     /// Business value after exposure.
     pub revenue: f64,
     /// revenue / users (zeros included).
     pub revenue_per_user: Option<f64>,
+    /// Its confidence interval (normal; fixed-horizon, descriptive; winsorized when configured).
+    pub revenue_per_user_ci: Option<Interval>,
+}
+
+/// A two-sided confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
 }
 
 /// One metric of one variant against the baseline.

@@ -67,6 +67,20 @@ fn a_healthy_fifty_fifty_test_promotes() {
     assert_eq!(r.verdict, Verdict::Promote, "{:?}", r.reasons);
     assert_eq!(r.baseline.as_deref(), Some("control"));
     assert!(r.srm.checked);
+    // Each variant's rates carry an interval around them.
+    for v in &r.variants {
+        for (value, ci) in [
+            (v.error_rate, v.error_rate_ci),
+            (v.conversion_rate, v.conversion_rate_ci),
+            (v.revenue_per_user, v.revenue_per_user_ci),
+        ] {
+            let (value, ci) = (value.unwrap(), ci.unwrap());
+            assert!(ci.low < value && value < ci.high, "{value} in {ci:?}");
+        }
+        // 5,000 users converting 1 in 10: se = √(0.09/5000) = 0.00424, so ±0.00832.
+        let ci = v.conversion_rate_ci.unwrap();
+        assert!(((ci.high - ci.low) / 2.0 - 0.008_32).abs() < 2e-4, "{ci:?}");
+    }
 }
 
 #[test]

@@ -384,7 +384,7 @@ impl<'a> ExperimentPage<'a> {
 
     fn context(&self, date: NaiveDate, file: &str, generated_at: &str) -> Value {
         let r = self.report;
-        let (variant_header, variant_rows) = render::variant_rows(r);
+        let (variant_header, variant_rows) = render::variant_rows(r, true);
         let (comparison_header, comparison_rows) = render::comparison_rows(r);
         context! {
             experiment => r.experiment.clone(),
