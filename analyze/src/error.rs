@@ -59,9 +59,9 @@ pub enum Error {
     /// Results could not be rendered.
     #[error("rendering results failed")]
     Render(#[from] arrow::error::ArrowError),
-    /// The results history (or a query's output file) could not be written.
+    /// A file (the results history, a report page, a query's output) could not be written.
     #[error("cannot write {}", path.display())]
-    History {
+    Write {
         /// The file or directory.
         path: PathBuf,
         /// The operating system's error.
@@ -70,7 +70,7 @@ pub enum Error {
     },
     /// Writing Parquet (the results history, a query's output) failed.
     #[error("writing Parquet failed")]
-    HistoryParquet(#[from] parquet::errors::ParquetError),
+    Parquet(#[from] parquet::errors::ParquetError),
     /// A report page's template failed to render (a bug in `analyze/templates/`).
     #[error("rendering a report page failed")]
     Template(#[from] minijinja::Error),

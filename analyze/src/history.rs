@@ -163,7 +163,7 @@ pub fn append(data_dir: &Path, run: &Run, reports: &[Report]) -> Result<Vec<Path
 fn write_file(dir: &Path, run_id: &str, batch: &RecordBatch) -> Result<PathBuf> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source: std::io::Error| Error::History { path, source }
+        move |source: std::io::Error| Error::Write { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(format!("run-{run_id}.parquet"));

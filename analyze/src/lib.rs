@@ -125,7 +125,7 @@ pub fn write_parquet(
     batches: &[RecordBatch],
     path: &Path,
 ) -> Result<()> {
-    let io = |source| Error::History {
+    let io = |source| Error::Write {
         path: path.to_path_buf(),
         source,
     };

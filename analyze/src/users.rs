@@ -85,7 +85,7 @@ pub async fn load(
     only: &[String],
 ) -> Result<BTreeMap<String, ExperimentUsers>> {
     let cells = request_cells::load(ctx, only).await?;
-    let live: BTreeMap<&str, HashMap<&str, Tally>> = cells
+    let mut live: BTreeMap<&str, HashMap<&str, Tally>> = cells
         .iter()
         .map(|(experiment, cells)| (experiment.as_str(), request_cells::live_by_user(cells)))
         .collect();
@@ -93,7 +93,6 @@ pub async fn load(
     let frame = ctx.sql(&sql).await.map_err(Error::query(QUERY))?;
     let mut stream = frame.execute_stream().await.map_err(Error::query(QUERY))?;
     let mut out: BTreeMap<String, ExperimentUsers> = BTreeMap::new();
-    let no_requests = Tally::default();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::query(QUERY))?;
         let experiment = column(&batch, "experiment", &DataType::Utf8)?;
@@ -128,10 +127,11 @@ pub async fn load(
                 users.multiple_variants += 1;
                 continue;
             }
+            // Taken out of the map: each user's latencies are held once, not copied.
             let requests = live
-                .get(name)
-                .and_then(|by_user| by_user.get(user_id.value(i)))
-                .unwrap_or(&no_requests);
+                .get_mut(name)
+                .and_then(|by_user| by_user.remove(user_id.value(i)))
+                .unwrap_or_default();
             users
                 .variants
                 .entry(variant.to_string())
@@ -139,7 +139,7 @@ pub async fn load(
                 .push(UserRow {
                     requests: requests.requests,
                     errors: requests.errors,
-                    latencies: requests.latencies.clone(),
+                    latencies: requests.latencies,
                     converted: converted.value(i) > 0,
                     revenue: revenue.value(i),
                     pre_converted: pre_converted.value(i) > 0,

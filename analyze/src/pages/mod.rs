@@ -156,7 +156,7 @@ fn environment() -> Result<Environment<'static>> {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
-    move |source| Error::History { path, source }
+    move |source| Error::Write { path, source }
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
