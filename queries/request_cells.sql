@@ -3,20 +3,22 @@
 -- (error rate and latency per user, the endpoint and region guardrails, synthetic checks, shadow
 -- and mirror calls, duplicates dropped) is summed from these cells, so the table is read and
 -- deduplicated once. Each event_id counts once; `duplicates` counts the extra copies of resent events.
+-- Resent copies are identical, so MIN (BOOL_OR) of each column is the event's value; both run
+-- natively on grouped columns, where FIRST_VALUE kept a boxed object per event.
 WITH ev AS (
     SELECT
         experiment,
         event_id,
         COUNT(*) AS copies,
-        FIRST_VALUE(variant) AS variant,
-        FIRST_VALUE(user_id) AS user_id,
-        FIRST_VALUE(mode) AS mode,
-        FIRST_VALUE(synthetic) AS synthetic,
-        FIRST_VALUE(endpoint) AS endpoint,
-        FIRST_VALUE(region) AS region,
-        FIRST_VALUE(status) AS status,
-        FIRST_VALUE(latency_ms) AS latency_ms,
-        FIRST_VALUE(shadow_match) AS shadow_match
+        MIN(variant) AS variant,
+        MIN(user_id) AS user_id,
+        MIN(mode) AS mode,
+        BOOL_OR(synthetic) AS synthetic,
+        MIN(endpoint) AS endpoint,
+        MIN(region) AS region,
+        MIN(status) AS status,
+        MIN(latency_ms) AS latency_ms,
+        BOOL_OR(shadow_match) AS shadow_match
     FROM requests
     GROUP BY experiment, event_id
 )

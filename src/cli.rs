@@ -54,6 +54,108 @@ pub enum Command {
     /// Measure decision quality: simulated canaries analysed every few minutes by the real verdict
     /// code, fixed against sequential tests (false rollbacks of healthy canaries, time to detect).
     Simulate(SimulateArgs),
+    /// Benchmarks, printed as Markdown (see BENCHMARKS.md): ingest against a bare Kafka consumer,
+    /// analysis against DuckDB, streaming freshness. Build with --release for figures worth quoting.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// A backlog of request events on a broker (tansu, started here, unless --brokers) read by a
+    /// bare rdkafka consumer that discards it, then by the ingest into durable Parquet, then by
+    /// the bare consumer again; prints both rates and their ratio.
+    Ingest(BenchIngestArgs),
+    /// Generated Parquet (written as the ingest writes it) of each size, then a full
+    /// `shiftright analyze` and DuckDB's per-variant aggregates over the same files, each timed
+    /// with its peak RSS; the data is kept under --work-dir and reused by later runs.
+    Analysis(BenchAnalysisArgs),
+    /// Produce → queryable time of request events under a steady load, at the ingest's default
+    /// flush settings.
+    Freshness(BenchFreshnessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Messages in the backlog (accepts 5M, 500k).
+    #[arg(long, default_value = "5M", value_parser = parse_count)]
+    pub events: u64,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
+    /// Use this empty broker instead of starting tansu (its requests topic must exist).
+    #[arg(long, env = "SHIFTRIGHT_BENCH_BROKERS")]
+    pub brokers: Option<String>,
+    /// Where the ingest writes; default: a new directory under the system's temp dir, removed after.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Give up on a phase after this long.
+    #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAnalysisArgs {
+    /// Sizes in request events, comma-separated (accepts 1M, 10M, 100M).
+    #[arg(long, default_value = "1M,10M", value_delimiter = ',', value_parser = parse_count)]
+    pub sizes: Vec<u64>,
+    /// Where generated data is kept (one directory per size, reused by later runs).
+    #[arg(
+        long,
+        env = "SHIFTRIGHT_BENCH_DIR",
+        default_value = "target/bench-data"
+    )]
+    pub work_dir: PathBuf,
+    /// Skip DuckDB (needs `pip install duckdb`).
+    #[arg(long)]
+    pub no_duckdb: bool,
+    /// Only generate the data of each size (e.g. ahead of a measured run); measure nothing.
+    #[arg(long)]
+    pub generate_only: bool,
+    /// DuckDB's threads; default: the machine's cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Partitions per topic of the simulated ingest.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFreshnessArgs {
+    /// Request events per second.
+    #[arg(long, default_value_t = 20_000)]
+    pub rate: u64,
+    /// How long to produce.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
+    /// Use this broker instead of starting tansu.
+    #[arg(long, env = "SHIFTRIGHT_BENCH_BROKERS")]
+    pub brokers: Option<String>,
+}
+
+/// A count with an optional k/M suffix: 5M, 500k, 1000.
+fn parse_count(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, scale) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1_000),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1_000_000),
+        _ => (t, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("expected a positive count like 5M, 500k or 1000, got {s:?}"))
 }
 
 #[derive(Debug, Args)]

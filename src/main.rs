@@ -2,6 +2,7 @@
 //! dispatches to the libraries, and maps the outcome to an exit code (printing the whole cause
 //! chain of an error).
 
+mod bench;
 mod cli;
 mod commands;
 mod demo;
@@ -51,6 +52,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Broker(args) => commands::broker(args, shutdown).await,
         Command::Produce(args) => commands::produce(args).await,
         Command::Simulate(args) => commands::simulate(args),
+        Command::Bench(command) => bench::run(command).await,
     }
 }
 

@@ -78,8 +78,8 @@ async fn rebalance_on_tansu_keeps_exactly_once() {
         eprintln!("skipping: tansu is not installed");
         return;
     };
-    let tansu = Tansu::start(binary, 4);
-    let brokers = tansu.bootstrap.clone();
+    let tansu = common::start_tansu(binary, 4);
+    let brokers = tansu.bootstrap_servers().to_string();
     // tansu loses messages when a consumer resumes in the middle of a producer batch, and this test
     // resumes consumers on purpose: one message per batch avoids its fault (DEVELOPERS.md).
     let b = brokers.clone();

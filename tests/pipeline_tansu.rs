@@ -29,7 +29,7 @@ async fn generated_canary_flows_through_tansu() {
 }
 
 async fn run(binary: std::path::PathBuf) {
-    let tansu = Tansu::start(binary, 3);
+    let tansu = common::start_tansu(binary, 3);
     // One consumer that never restarts mid-stream: tansu's mid-batch resume fault does not apply,
     // so the producer batches normally.
     let scenario = Scenario {
@@ -39,7 +39,7 @@ async fn run(binary: std::path::PathBuf) {
         ..Scenario::demo(12_000, 5)
     };
     let out = tempfile::tempdir().unwrap();
-    let config = test_config(&tansu.bootstrap, out.path(), "tansu-e2e");
+    let config = test_config(tansu.bootstrap_servers(), out.path(), "tansu-e2e");
     let (produced, summary) =
         produce_and_ingest(config, scenario, vec![], Duration::from_secs(240)).await;
     assert_eq!(summary.dead_letters, produced.malformed);

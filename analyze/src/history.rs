@@ -264,10 +264,8 @@ fn results_batch(run: &Run, reports: &[Report]) -> Result<RecordBatch> {
             }
             significant.append_value(c.significant);
             let g = c.guardrail.as_ref();
-            let text =
-                |v: Option<serde_json::Value>| v.and_then(|v| v.as_str().map(str::to_string));
-            kind.append_option(text(g.and_then(|g| serde_json::to_value(g.kind).ok())));
-            direction.append_option(text(g.and_then(|g| serde_json::to_value(g.direction).ok())));
+            kind.append_option(g.map(|g| g.kind.name()));
+            direction.append_option(g.map(|g| g.direction.name()));
             test.append_option(g.map(|g| g.test.as_str()));
             let guard_values = [
                 g.map(|g| g.threshold),

@@ -68,7 +68,12 @@ pub async fn analyze_in(
     Ok(all
         .into_iter()
         .map(|(name, users)| {
+            let started = std::time::Instant::now();
             let report = decision::decide(&name, &users, &experiments.settings(&name));
+            tracing::info!(
+                experiment = %name, verdict = report.verdict.as_str(),
+                elapsed_ms = started.elapsed().as_millis() as u64, "decided"
+            );
             (report, users)
         })
         .collect())
@@ -105,16 +110,26 @@ pub async fn query_with(
     sql: &str,
     params: &[(String, String)],
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
-    queries::check_params(sql, params)?;
     let ctx = tables::session(data_dir).await?;
-    let mut frame = ctx.sql(sql).await.map_err(Error::query("user query"))?;
+    query_in(&ctx, "user query", sql, params).await
+}
+
+/// Runs SQL with named parameters in an existing session; `name` says which query failed.
+pub async fn query_in(
+    ctx: &datafusion::prelude::SessionContext,
+    name: &str,
+    sql: &str,
+    params: &[(String, String)],
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    queries::check_params(sql, params)?;
+    let mut frame = ctx.sql(sql).await.map_err(Error::query(name))?;
     if !params.is_empty() {
         frame = frame
             .with_param_values(queries::param_values(params))
-            .map_err(Error::query("user query"))?;
+            .map_err(Error::query(name))?;
     }
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(Error::query("user query"))?;
+    let batches = frame.collect().await.map_err(Error::query(name))?;
     Ok((schema, batches))
 }
 

@@ -3,7 +3,7 @@
 //! computed from. Users seen in two variants and synthetic users are
 //! set aside and counted here, so no decision ever sees them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -84,8 +84,15 @@ pub async fn load(
     ctx: &SessionContext,
     only: &[String],
 ) -> Result<BTreeMap<String, ExperimentUsers>> {
+    let started = std::time::Instant::now();
     let cells = request_cells::load(ctx, only).await?;
-    let mut live: BTreeMap<&str, HashMap<&str, Tally>> = cells
+    tracing::info!(
+        experiments = cells.len(),
+        cells = cells.values().map(Vec::len).sum::<usize>(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request cells read"
+    );
+    let mut live: BTreeMap<&str, request_cells::UserMap<'_, Tally>> = cells
         .iter()
         .map(|(experiment, cells)| (experiment.as_str(), request_cells::live_by_user(cells)))
         .collect();
@@ -98,7 +105,7 @@ pub async fn load(
         let experiment = column(&batch, "experiment", &DataType::Utf8)?;
         let variant = column(&batch, "variant", &DataType::Utf8)?;
         let user_id = column(&batch, "user_id", &DataType::Utf8)?;
-        let variants = column(&batch, "variants", &DataType::Int64)?;
+        let multiple_variants = column(&batch, "multiple_variants", &DataType::Boolean)?;
         let synthetic = column(&batch, "synthetic", &DataType::Boolean)?;
         let exposure_duplicates = column(&batch, "exposure_duplicates", &DataType::Int64)?;
         let converted = column(&batch, "converted", &DataType::Int64)?;
@@ -107,7 +114,7 @@ pub async fn load(
         let pre_revenue = column(&batch, "pre_revenue", &DataType::Float64)?;
         let (experiment, variant) = (experiment.as_string::<i32>(), variant.as_string::<i32>());
         let user_id = user_id.as_string::<i32>();
-        let variants = variants.as_primitive::<Int64Type>();
+        let multiple_variants = multiple_variants.as_boolean();
         let synthetic = synthetic.as_boolean();
         let exposure_duplicates = exposure_duplicates.as_primitive::<Int64Type>();
         let converted = converted.as_primitive::<Int64Type>();
@@ -123,7 +130,7 @@ pub async fn load(
                 *users.synthetic.entry(variant.to_string()).or_default() += 1;
                 continue;
             }
-            if variants.value(i) > 1 {
+            if multiple_variants.value(i) {
                 users.multiple_variants += 1;
                 continue;
             }
@@ -148,6 +155,10 @@ pub async fn load(
         }
     }
     drop(live);
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "user metrics read"
+    );
     for (experiment, cells) in cells {
         if let Some(users) = out.get_mut(&experiment) {
             users.duplicates_dropped += request_cells::duplicates(&cells);
@@ -155,5 +166,9 @@ pub async fn load(
             users.modes = side_traffic::mode_rows(&cells);
         }
     }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "segments and side traffic folded"
+    );
     Ok(out)
 }

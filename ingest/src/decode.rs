@@ -6,10 +6,13 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use serde_json::{Map, Value};
 use shiftright_schemas::{Table, MODES};
 
 use crate::config::IngestConfig;
+
+mod fields;
+
+use fields::{Scalar, TopLevel};
 
 /// Fields every event has.
 #[derive(Debug, Clone, PartialEq)]
@@ -273,19 +276,21 @@ impl Decoder {
                 format!("payload is not UTF-8: {e}"),
             )
         })?;
-        let value: Value = serde_json::from_str(text).map_err(|e| {
+        let top = fields::parse(text).map_err(|e| {
             Rejection::new(
                 RejectReason::InvalidJson,
                 format!("payload is not JSON: {e}"),
             )
         })?;
-        let Value::Object(obj) = value else {
-            return Err(Rejection::new(
-                RejectReason::NotAnObject,
-                format!("payload is a JSON {}, not an object", json_type(&value)),
-            ));
+        let fields = match top {
+            TopLevel::Object(fields) => Fields(fields),
+            TopLevel::Other(kind) => {
+                return Err(Rejection::new(
+                    RejectReason::NotAnObject,
+                    format!("payload is a JSON {kind}, not an object"),
+                ))
+            }
         };
-        let fields = Fields(&obj);
         let common = self.common(&fields, now_ms)?;
         Ok(match table {
             Table::Requests => {
@@ -364,7 +369,7 @@ impl Decoder {
     fn common(&self, fields: &Fields<'_>, now_ms: i64) -> Result<Common, Rejection> {
         let event_id = fields.required_id("event_id")?;
         let user_id = fields.required_id("user_id")?;
-        let ts_ms = parse_ts(fields.0.get("ts"))?;
+        let ts_ms = parse_ts(fields.present("ts"))?;
         if ts_ms < now_ms.saturating_sub(self.max_age_ms)
             || ts_ms > now_ms.saturating_add(self.max_future_ms)
         {
@@ -400,12 +405,12 @@ fn format_ms(ms: i64) -> String {
 }
 
 /// `ts` as epoch milliseconds: RFC 3339 string or integer milliseconds.
-fn parse_ts(value: Option<&Value>) -> Result<i64, Rejection> {
+fn parse_ts(value: Option<&Scalar<'_>>) -> Result<i64, Rejection> {
     match value {
-        None | Some(Value::Null) => {
+        None | Some(Scalar::Null) => {
             Err(Rejection::new(RejectReason::MissingField, "ts is missing"))
         }
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+        Some(Scalar::Str(s)) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.timestamp_millis())
             .map_err(|e| {
                 Rejection::new(
@@ -413,7 +418,7 @@ fn parse_ts(value: Option<&Value>) -> Result<i64, Rejection> {
                     format!("ts {s:?} is not RFC 3339: {e}"),
                 )
             }),
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+        Some(n) if n.is_number() => n.as_i64().ok_or_else(|| {
             Rejection::new(
                 RejectReason::InvalidTimestamp,
                 format!("ts {n} is not integer epoch milliseconds"),
@@ -423,51 +428,43 @@ fn parse_ts(value: Option<&Value>) -> Result<i64, Rejection> {
             RejectReason::WrongType,
             format!(
                 "ts is a JSON {}; expected an RFC 3339 string or integer epoch milliseconds",
-                json_type(other)
+                other.json_type()
             ),
         )),
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// Typed access to an event's fields, with rejections that name the field.
-struct Fields<'a>(&'a Map<String, Value>);
+struct Fields<'a>(fields::Fields<'a>);
 
 impl<'a> Fields<'a> {
-    fn present(&self, name: &str) -> Option<&'a Value> {
-        self.0.get(name).filter(|v| !v.is_null())
+    fn present(&self, name: &str) -> Option<&Scalar<'a>> {
+        self.0.get(name).filter(|v| **v != Scalar::Null)
     }
 
-    fn required(&self, name: &str) -> Result<&'a Value, Rejection> {
+    fn required(&self, name: &str) -> Result<&Scalar<'a>, Rejection> {
         self.present(name)
             .ok_or_else(|| Rejection::new(RejectReason::MissingField, format!("{name} is missing")))
     }
 
-    fn wrong_type(name: &str, expected: &str, found: &Value) -> Rejection {
+    fn wrong_type(name: &str, expected: &str, found: &Scalar<'_>) -> Rejection {
         Rejection::new(
             RejectReason::WrongType,
-            format!("{name} is a JSON {}; expected {expected}", json_type(found)),
+            format!(
+                "{name} is a JSON {}; expected {expected}",
+                found.json_type()
+            ),
         )
     }
 
     /// A required non-empty string (ids, keys).
     fn required_id(&self, name: &str) -> Result<String, Rejection> {
         match self.required(name)? {
-            Value::String(s) if s.is_empty() => Err(Rejection::new(
+            Scalar::Str(s) if s.is_empty() => Err(Rejection::new(
                 RejectReason::InvalidValue,
                 format!("{name} is an empty string"),
             )),
-            Value::String(s) => Ok(s.clone()),
+            Scalar::Str(s) => Ok(s.as_ref().to_owned()),
             other => Err(Self::wrong_type(name, "a string", other)),
         }
     }
@@ -475,7 +472,7 @@ impl<'a> Fields<'a> {
     fn required_i64(&self, name: &str) -> Result<i64, Rejection> {
         let v = self.required(name)?;
         v.as_i64().ok_or_else(|| match v {
-            Value::Number(_) => Rejection::new(
+            n if n.is_number() => Rejection::new(
                 RejectReason::InvalidValue,
                 format!("{name} is {v}; expected an integer"),
             ),
@@ -498,7 +495,7 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    fn optional_str(&self, name: &str) -> Result<Option<&'a str>, Rejection> {
+    fn optional_str(&self, name: &str) -> Result<Option<&str>, Rejection> {
         self.present(name)
             .map(|v| {
                 v.as_str()

@@ -3,13 +3,13 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shiftright_ingest::{IngestConfig, IngestStats, IngestSummary};
+pub use shiftright_traffic::Tansu;
 use shiftright_traffic::{produce_paced, GenerationSummary, Scenario, TopicNames};
 use tokio_util::sync::CancellationToken;
 
@@ -92,93 +92,12 @@ pub fn test_config(brokers: &str, out: &Path, group: &str) -> IngestConfig {
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    shiftright_traffic::tansu::free_port().expect("free port")
 }
 
-/// A tansu broker (an independently written Kafka implementation) on loopback, killed on drop.
-pub struct Tansu {
-    child: Child,
-    pub bootstrap: String,
-    binary: PathBuf,
-}
-
-impl Tansu {
-    /// Finds the tansu binary: $TANSU_BIN, then PATH, then ~/.cargo/bin.
-    pub fn binary() -> Option<PathBuf> {
-        if let Ok(p) = std::env::var("TANSU_BIN") {
-            return Some(PathBuf::from(p));
-        }
-        let on_path = std::env::var_os("PATH")
-            .map(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join("tansu"))
-                    .find(|p| p.is_file())
-            })
-            .unwrap_or_default();
-        on_path.or_else(|| {
-            let home = std::env::var_os("HOME")?;
-            let p = PathBuf::from(home).join(".cargo/bin/tansu");
-            p.is_file().then_some(p)
-        })
-    }
-
-    /// Starts tansu with in-memory storage and creates the event topics.
-    pub fn start(binary: PathBuf, partitions: u32) -> Tansu {
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let tansu = Tansu {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-            binary,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for topic in TopicNames::default().all() {
-            let status = Command::new(&tansu.binary)
-                .args([
-                    "topic",
-                    "create",
-                    topic,
-                    "--partitions",
-                    &partitions.to_string(),
-                    "--broker",
-                    &url,
-                ])
-                .stdout(Stdio::null())
-                .status()
-                .expect("tansu topic create");
-            assert!(status.success(), "tansu topic create {topic} failed");
-        }
-        tansu
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// tansu, with the event topics created; see `shiftright_traffic::Tansu`.
+pub fn start_tansu(binary: PathBuf, partitions: u32) -> Tansu {
+    Tansu::start(binary, &TopicNames::default().all(), partitions).expect("start tansu")
 }
 
 /// Rows per table in the Parquet output, read with `shiftright query`'s library.

@@ -81,10 +81,11 @@ pub async fn write_day(
     let mut files = Vec::new();
     let mut index_rows = Vec::new();
     let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let mut hourly = hourly(&ctx, start).await?;
     for (report, users) in &analysed {
         let file = file_stem(&report.experiment);
-        let hourly = hourly(&ctx, &report.experiment, start).await?;
-        let page = ExperimentPage::new(report, users, &hourly, &dead_letters)?;
+        let hours = hourly.remove(&report.experiment).unwrap_or_default();
+        let page = ExperimentPage::new(report, users, &hours, &dead_letters)?;
         let html = env.get_template("experiment.html")?.render(page.context(
             date,
             &file,
@@ -179,6 +180,12 @@ pub fn file_stem(experiment: &str) -> String {
         .collect()
 }
 
+/// A timestamp literal of the tables' own type, so that a filter on `ts` compares timestamps and
+/// DataFusion can prune row groups and files by their statistics (a cast of the column cannot).
+fn ts_literal(ms: i64) -> String {
+    format!("arrow_cast({ms}, 'Timestamp(Millisecond, Some(\"UTC\"))')")
+}
+
 /// Re-registers the event tables as views of the data before `end_ms`.
 async fn cut_at(ctx: &SessionContext, end_ms: i64) -> Result<()> {
     for table in ["requests", "business", "exposures"] {
@@ -191,7 +198,8 @@ async fn cut_at(ctx: &SessionContext, end_ms: i64) -> Result<()> {
             .map_err(Error::query(table))?;
         let view = ctx
             .sql(&format!(
-                "SELECT * FROM {all} WHERE CAST(ts AS BIGINT) < {end_ms}"
+                "SELECT * FROM {all} WHERE ts < {}",
+                ts_literal(end_ms)
             ))
             .await
             .map_err(Error::query(table))?
@@ -230,7 +238,7 @@ fn strings(batches: &[arrow::array::RecordBatch], name: &str) -> Result<Vec<Stri
 }
 
 async fn active_experiments(ctx: &SessionContext, start: i64, end: i64) -> Result<Vec<String>> {
-    let window = format!("CAST(ts AS BIGINT) >= {start} AND CAST(ts AS BIGINT) < {end}");
+    let window = format!("ts >= {} AND ts < {}", ts_literal(start), ts_literal(end));
     let sql = format!(
         "SELECT DISTINCT CAST(experiment AS VARCHAR) AS value FROM exposures WHERE {window} \
          UNION SELECT DISTINCT CAST(experiment AS VARCHAR) AS value FROM requests WHERE {window} \
@@ -258,8 +266,10 @@ async fn dead_letters_between(
 ) -> Result<BTreeMap<String, u64>> {
     let sql = format!(
         "SELECT reason AS value, COUNT(*) AS n FROM dead_letters \
-         WHERE CAST(received_at AS BIGINT) >= {start} AND CAST(received_at AS BIGINT) < {end} \
-         GROUP BY reason"
+         WHERE received_at >= {} AND received_at < {} \
+         GROUP BY reason",
+        ts_literal(start),
+        ts_literal(end)
     );
     let batches = collect(ctx, "dead letters", &sql).await?;
     let mut out = BTreeMap::new();
@@ -284,24 +294,19 @@ struct HourRow {
     p99_ms: Option<f64>,
 }
 
-async fn hourly(ctx: &SessionContext, experiment: &str, day_start: i64) -> Result<Vec<HourRow>> {
+/// The day's hours of every experiment, by experiment: one run of the `hourly` query.
+async fn hourly(ctx: &SessionContext, day_start: i64) -> Result<BTreeMap<String, Vec<HourRow>>> {
     const NAME: &str = "hourly";
     let sql = queries::named(NAME)
         .ok_or_else(|| Error::UnknownQuery(NAME.into()))?
         .sql;
-    let params = queries::param_values(&[("experiment".into(), experiment.into())]);
-    let batches = ctx
-        .sql(sql)
-        .await
-        .map_err(Error::query(NAME))?
-        .with_param_values(params)
-        .map_err(Error::query(NAME))?
-        .collect()
-        .await
-        .map_err(Error::query(NAME))?;
-    let mut out = Vec::new();
+    let (_, batches) =
+        crate::query_in(ctx, NAME, sql, &[("experiment".into(), "*".into())]).await?;
+    let mut out: BTreeMap<String, Vec<HourRow>> = BTreeMap::new();
     for b in &batches {
         let col = |name: &str, to: &DataType| queries::column(b, NAME, name, to);
+        let experiment = col("experiment", &DataType::Utf8)?;
+        let experiment = experiment.as_string::<i32>();
         // The hour as ms since the epoch, whatever unit date_trunc returns.
         let hour = col(
             "hour",
@@ -323,12 +328,14 @@ async fn hourly(ctx: &SessionContext, experiment: &str, day_start: i64) -> Resul
             if !(0..DAY_MS).contains(&offset) {
                 continue;
             }
-            out.push(HourRow {
-                hour: offset as f64 / 3_600_000.0,
-                variant: variant.value(i).to_string(),
-                error_rate: (!rate.is_null(i)).then(|| rate.value(i)),
-                p99_ms: (!p99.is_null(i)).then(|| p99.value(i)),
-            });
+            out.entry(experiment.value(i).to_string())
+                .or_default()
+                .push(HourRow {
+                    hour: offset as f64 / 3_600_000.0,
+                    variant: variant.value(i).to_string(),
+                    error_rate: (!rate.is_null(i)).then(|| rate.value(i)),
+                    p99_ms: (!p99.is_null(i)).then(|| p99.value(i)),
+                });
         }
     }
     Ok(out)

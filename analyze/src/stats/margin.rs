@@ -34,6 +34,26 @@ pub enum Harm {
     Decrease,
 }
 
+impl Scale {
+    /// The name used in the experiments file, reports and the results history.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scale::Ratio => "ratio",
+            Scale::Absolute => "absolute",
+        }
+    }
+}
+
+impl Harm {
+    /// The name used in the experiments file, reports and the results history.
+    pub fn name(self) -> &'static str {
+        match self {
+            Harm::Increase => "increase",
+            Harm::Decrease => "decrease",
+        }
+    }
+}
+
 /// "The variant may not move past `threshold` in the harmful direction."
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThresholdRule {
@@ -153,6 +173,16 @@ mod tests {
         ArmEstimate {
             value,
             variance: se * se,
+        }
+    }
+
+    #[test]
+    fn names_are_the_serialized_names() {
+        for scale in [Scale::Ratio, Scale::Absolute] {
+            assert_eq!(serde_json::to_value(scale).unwrap(), scale.name());
+        }
+        for harm in [Harm::Increase, Harm::Decrease] {
+            assert_eq!(serde_json::to_value(harm).unwrap(), harm.name());
         }
     }
 

@@ -1,0 +1,337 @@
+//! The ingest benchmark: a broker holding a backlog of request events over several partitions; a
+//! bare rdkafka consumer reads it and throws it away (the ceiling on this machine), then the ingest
+//! reads it into durable Parquet, then the bare consumer again, all in one run, so the ratio
+//! compares like with like.
+//!
+//! The backlog lives on tansu (librdkafka's mock keeps only about 5 MB per partition). Completeness
+//! is judged by counting messages and durable rows, never by high watermarks (tansu's under-report).
+//! No consumer restarts here, so the producer may batch (tansu loses messages only when a consumer
+//! resumes inside a producer batch).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use shiftright_ingest::{IngestConfig, IngestStats};
+use shiftright_schemas::Table;
+use shiftright_traffic::{generate, RawSink, TopicNames};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::parquet_gen::scenario_for;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct IngestBenchConfig {
+    /// Messages in the backlog (request events, and the scenario's share of malformed ones).
+    pub events: u64,
+    /// Partitions of the requests topic.
+    pub partitions: u32,
+    /// An existing broker holding nothing yet; None: start tansu.
+    pub brokers: Option<String>,
+    /// Where the ingest writes.
+    pub out_dir: PathBuf,
+    /// Generator seed.
+    pub seed: u64,
+    /// Give up on any phase after this long.
+    pub timeout: Duration,
+}
+
+/// How long one consumer took over the whole backlog.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    /// From creating the consumer (group join included) to the last message (the ingest: to the
+    /// last row durable).
+    pub total: Duration,
+    /// From the first message received to the end.
+    pub from_first: Duration,
+}
+
+impl Pass {
+    /// Messages per second from the first message.
+    pub fn rate(&self, messages: u64) -> f64 {
+        messages as f64 / self.from_first.as_secs_f64()
+    }
+}
+
+/// The figures.
+#[derive(Debug, Clone)]
+pub struct IngestBenchResult {
+    /// Messages in the backlog.
+    pub messages: u64,
+    /// Their payload bytes.
+    pub payload_bytes: u64,
+    /// Time to produce the backlog.
+    pub produce: Duration,
+    /// The bare consumer, before and after the ingest.
+    pub raw: [Pass; 2],
+    /// The ingest.
+    pub ingest: Pass,
+    /// Rows and dead letters the ingest made durable.
+    pub durable: u64,
+    /// Parquet bytes written.
+    pub parquet_bytes: u64,
+    /// Parquet files written.
+    pub files: u64,
+}
+
+impl IngestBenchResult {
+    /// The ingest's rate over the mean of the two bare passes.
+    pub fn ratio(&self) -> f64 {
+        let raw = (self.raw[0].rate(self.messages) + self.raw[1].rate(self.messages)) / 2.0;
+        self.ingest.rate(self.messages) / raw
+    }
+}
+
+struct StopAtCount;
+
+/// Produces the backlog; returns (messages, payload bytes).
+fn produce_backlog(brokers: &str, config: &IngestBenchConfig) -> Result<(u64, u64)> {
+    let topics = TopicNames::default();
+    let options: Vec<(String, String)> = [
+        ("linger.ms", "20"),
+        ("batch.num.messages", "10000"),
+        ("batch.size", "1048576"),
+        ("queue.buffering.max.messages", "500000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sink = RawSink::with_options(brokers, &options)?;
+    // A little more traffic than needed, cut at exactly `events` request-topic messages.
+    let scenario = scenario_for(config.events + config.events / 5, config.seed);
+    let now = chrono::Utc::now().timestamp_millis();
+    let (mut sent, mut bytes) = (0u64, 0u64);
+    let mut failure = None;
+    let outcome = generate(&scenario, now, &mut |m| {
+        if m.table != Table::Requests {
+            return Ok(());
+        }
+        if let Err(e) = sink.send(topics.of(m.table), Some(&m.key), &m.payload) {
+            failure = Some(e);
+            return Err(StopAtCount);
+        }
+        sent += 1;
+        bytes += m.payload.len() as u64;
+        if sent == config.events {
+            Err(StopAtCount)
+        } else {
+            Ok(())
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if outcome.is_ok() {
+        return Err(Error::Incomplete(format!(
+            "the scenario made only {sent} request messages of {}",
+            config.events
+        )));
+    }
+    sink.finish(config.timeout)?;
+    Ok((sent, bytes))
+}
+
+/// A bare consumer: reads `expected` messages of the requests topic and discards them.
+fn raw_pass(brokers: &str, expected: u64, timeout: Duration) -> Result<Pass> {
+    let started = Instant::now();
+    let group = format!(
+        "bench-raw-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    // The ingest's own fetch settings, so that the ceiling is one the ingest could reach.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("queued.max.messages.kbytes", "32768")
+        .create()
+        .map_err(|source| Error::Kafka {
+            context: format!("creating the bare consumer for {brokers}"),
+            source,
+        })?;
+    consumer
+        .subscribe(&[TopicNames::default().requests.as_str()])
+        .map_err(|source| Error::Kafka {
+            context: "subscribing the bare consumer".into(),
+            source,
+        })?;
+    let mut first = None;
+    let mut seen = 0u64;
+    let mut checksum = 0u64;
+    while seen < expected {
+        if started.elapsed() > timeout {
+            return Err(Error::Incomplete(format!(
+                "the bare consumer read {seen} of {expected} messages in {timeout:?}"
+            )));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                first.get_or_insert_with(Instant::now);
+                // Touch the payload so the read is not optimised away; then discard it.
+                checksum = checksum.wrapping_add(message.payload().map_or(0, |p| p.len() as u64));
+                seen += 1;
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "bare consumer: Kafka error; retrying"),
+            None => {}
+        }
+    }
+    let end = Instant::now();
+    tracing::debug!(checksum, "bare consumer done");
+    Ok(Pass {
+        total: end - started,
+        from_first: end - first.unwrap_or(started),
+    })
+}
+
+/// The ingest with its defaults, until `expected` messages are durable (rows + dead letters).
+async fn ingest_pass(
+    brokers: &str,
+    config: &IngestBenchConfig,
+    expected: u64,
+) -> Result<(Pass, u64, u64, u64)> {
+    let mut ingest = IngestConfig::new(brokers, &config.out_dir);
+    ingest.group_id = format!("bench-ingest-{}", chrono::Utc::now().timestamp_micros());
+    let stats = Arc::new(IngestStats::default());
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(shiftright_ingest::run(
+        ingest,
+        shutdown.clone(),
+        stats.clone(),
+    ));
+    let mut first = None;
+    let end = loop {
+        let now = stats.snapshot();
+        if now.messages > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        if now.request_rows + now.dead_letters >= expected {
+            break Instant::now();
+        }
+        if task.is_finished() || started.elapsed() > config.timeout {
+            shutdown.cancel();
+            let outcome = task
+                .await
+                .map_err(|e| Error::Incomplete(format!("the ingest task: {e}")))?;
+            outcome?;
+            return Err(Error::Incomplete(format!(
+                "the ingest made {} of {expected} messages durable in {:?}",
+                now.request_rows + now.dead_letters,
+                config.timeout
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    shutdown.cancel();
+    let summary = task
+        .await
+        .map_err(|e| Error::Incomplete(format!("the ingest task: {e}")))??;
+    let pass = Pass {
+        total: end - started,
+        from_first: end - first.unwrap_or(started),
+    };
+    Ok((
+        pass,
+        summary.request_rows + summary.dead_letters,
+        summary.bytes,
+        summary.files,
+    ))
+}
+
+/// Runs the benchmark; `progress` hears each phase.
+pub async fn run(
+    config: &IngestBenchConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<IngestBenchResult> {
+    let (brokers, tansu) = crate::broker(config.brokers.as_deref(), config.partitions, progress)?;
+    progress(&format!(
+        "producing {} request messages to {brokers}…",
+        config.events
+    ));
+    let produce_started = Instant::now();
+    let (messages, payload_bytes) = {
+        let (brokers, config) = (brokers.clone(), config.clone());
+        tokio::task::spawn_blocking(move || produce_backlog(&brokers, &config))
+            .await
+            .map_err(|e| Error::Incomplete(format!("the producer task: {e}")))??
+    };
+    let produce = produce_started.elapsed();
+    progress(&format!(
+        "backlog: {messages} messages, {:.0} MiB of payload, produced in {:.1} s",
+        payload_bytes as f64 / (1 << 20) as f64,
+        produce.as_secs_f64()
+    ));
+    let raw_once = |label: &'static str| {
+        let brokers = brokers.clone();
+        let timeout = config.timeout;
+        async move {
+            let pass = tokio::task::spawn_blocking(move || raw_pass(&brokers, messages, timeout))
+                .await
+                .map_err(|e| Error::Incomplete(format!("the bare consumer task: {e}")))??;
+            Ok::<_, Error>((label, pass))
+        }
+    };
+    let (_, raw_before) = raw_once("before").await?;
+    progress(&format!(
+        "bare consumer: {:.0} msg/s",
+        raw_before.rate(messages)
+    ));
+    let (ingest, durable, parquet_bytes, files) = ingest_pass(&brokers, config, messages).await?;
+    progress(&format!("ingest: {:.0} msg/s", ingest.rate(messages)));
+    let (_, raw_after) = raw_once("after").await?;
+    progress(&format!(
+        "bare consumer again: {:.0} msg/s",
+        raw_after.rate(messages)
+    ));
+    drop(tansu);
+    Ok(IngestBenchResult {
+        messages,
+        payload_bytes,
+        produce,
+        raw: [raw_before, raw_after],
+        ingest,
+        durable,
+        parquet_bytes,
+        files,
+    })
+}
+
+/// The figures as Markdown.
+pub fn to_markdown(r: &IngestBenchResult) -> String {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let line = |name: &str, p: &Pass| {
+        format!(
+            "| {name} | {:.1} s | {:.1} s | {:.0} | {:.1} |\n",
+            p.total.as_secs_f64(),
+            p.from_first.as_secs_f64(),
+            p.rate(r.messages),
+            mib(r.payload_bytes) / p.from_first.as_secs_f64(),
+        )
+    };
+    let mut out = format!(
+        "Backlog: {} request messages ({:.0} MiB of JSON payload), produced in {:.1} s.\n\n\
+         | consumer | total (with group join) | first message to last | messages/s | payload MiB/s |\n\
+         |---|---:|---:|---:|---:|\n",
+        r.messages,
+        mib(r.payload_bytes),
+        r.produce.as_secs_f64()
+    );
+    out.push_str(&line("bare rdkafka consumer (discards)", &r.raw[0]));
+    out.push_str(&line("shiftright ingest → durable Parquet", &r.ingest));
+    out.push_str(&line("bare rdkafka consumer, again", &r.raw[1]));
+    out.push_str(&format!(
+        "\nIngest / bare consumer (mean of both passes), from the first message: **{:.0}%**. \
+         Durable: {} rows and dead letters in {} files, {:.0} MiB of Parquet.\n",
+        r.ratio() * 100.0,
+        r.durable,
+        r.files,
+        mib(r.parquet_bytes)
+    ));
+    out
+}
