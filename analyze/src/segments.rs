@@ -50,7 +50,7 @@ pub struct SegmentGuardrail {
 #[derive(Default)]
 struct SegmentUser<'a> {
     /// The first variant seen.
-    variant: &'a str,
+    variant: Option<&'a str>,
     /// Seen in more than one variant.
     mixed: bool,
     synthetic: bool,
@@ -70,10 +70,9 @@ pub fn from_cells(cells: &[Cell]) -> ExperimentSegments {
             let user = by_user
                 .entry((dimension, segment.as_str(), cell.user_id.as_str()))
                 .or_default();
-            if user.variant.is_empty() {
-                user.variant = &cell.variant;
-            } else if user.variant != cell.variant {
-                user.mixed = true;
+            match user.variant {
+                None => user.variant = Some(&cell.variant),
+                Some(v) => user.mixed |= v != cell.variant,
             }
             user.synthetic |= cell.synthetic;
             user.requests.add(cell);
@@ -81,11 +80,11 @@ pub fn from_cells(cells: &[Cell]) -> ExperimentSegments {
     }
     let mut by_variant: UserMap<'_, Vec<UserRow>, Key<'_>> = HashMap::default();
     for ((dimension, segment, _), user) in by_user {
-        if user.synthetic || user.mixed {
+        let Some(variant) = user.variant.filter(|_| !user.synthetic && !user.mixed) else {
             continue;
-        }
+        };
         by_variant
-            .entry((dimension, segment, user.variant))
+            .entry((dimension, segment, variant))
             .or_default()
             .push(UserRow::from_requests(user.requests));
     }

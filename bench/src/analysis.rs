@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 use crate::measure::{run_measured, Measured};
 use crate::parquet_gen::{scenario_for, write_scenario, Written};
@@ -51,17 +49,6 @@ pub struct AnalysisRow {
     pub duckdb: Option<(Measured, f64)>,
     /// Whether both counted the same requests and errors per variant (None: DuckDB not run).
     pub agree: Option<Result<(), String>>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Marker {
-    requests: u64,
-    business: u64,
-    exposures: u64,
-    dead_letters: u64,
-    files: u64,
-    bytes: u64,
-    seconds: f64,
 }
 
 /// Runs every size in turn; `progress` hears what is happening.
@@ -145,17 +132,8 @@ fn ensure_data(
 ) -> Result<(Written, bool)> {
     let marker_path = dir.join("_generated.json");
     if let Ok(text) = std::fs::read_to_string(&marker_path) {
-        if let Ok(m) = serde_json::from_str::<Marker>(&text) {
+        if let Ok(data) = serde_json::from_str::<Written>(&text) {
             progress(&format!("{size}: reusing the data in {}", dir.display()));
-            let data = Written {
-                requests: m.requests,
-                business: m.business,
-                exposures: m.exposures,
-                dead_letters: m.dead_letters,
-                files: m.files,
-                bytes: m.bytes,
-                elapsed: std::time::Duration::from_secs_f64(m.seconds),
-            };
             return Ok((data, false));
         }
     }
@@ -168,16 +146,7 @@ fn ensure_data(
     let now = chrono::Utc::now().timestamp_millis();
     let mut tick = |messages: u64| progress(&format!("{size}: {messages} messages generated"));
     let data = write_scenario(&scenario, now, dir, config.partitions, &mut tick)?;
-    let marker = Marker {
-        requests: data.requests,
-        business: data.business,
-        exposures: data.exposures,
-        dead_letters: data.dead_letters,
-        files: data.files,
-        bytes: data.bytes,
-        seconds: data.elapsed.as_secs_f64(),
-    };
-    let text = serde_json::to_string_pretty(&marker).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&data).unwrap_or_default();
     std::fs::write(&marker_path, text).map_err(|e| Error::io("writing", &marker_path, e))?;
     Ok((data, true))
 }

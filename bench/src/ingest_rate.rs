@@ -267,24 +267,24 @@ pub async fn run(
         payload_bytes as f64 / (1 << 20) as f64,
         produce.as_secs_f64()
     ));
-    let raw_once = |label: &'static str| {
+    let raw_once = || {
         let brokers = brokers.clone();
         let timeout = config.timeout;
         async move {
             let pass = tokio::task::spawn_blocking(move || raw_pass(&brokers, messages, timeout))
                 .await
                 .map_err(|e| Error::Incomplete(format!("the bare consumer task: {e}")))??;
-            Ok::<_, Error>((label, pass))
+            Ok::<_, Error>(pass)
         }
     };
-    let (_, raw_before) = raw_once("before").await?;
+    let raw_before = raw_once().await?;
     progress(&format!(
         "bare consumer: {:.0} msg/s",
         raw_before.rate(messages)
     ));
     let (ingest, durable, parquet_bytes, files) = ingest_pass(&brokers, config, messages).await?;
     progress(&format!("ingest: {:.0} msg/s", ingest.rate(messages)));
-    let (_, raw_after) = raw_once("after").await?;
+    let raw_after = raw_once().await?;
     progress(&format!(
         "bare consumer again: {:.0} msg/s",
         raw_after.rate(messages)

@@ -15,10 +15,6 @@ pub struct Measured {
     pub wall: Duration,
     /// Peak resident set size of the child, bytes.
     pub peak_rss_bytes: u64,
-    /// CPU time in user mode.
-    pub user: Duration,
-    /// CPU time in the kernel.
-    pub system: Duration,
     /// Exit code (None: killed by a signal).
     pub exit_code: Option<i32>,
     /// Everything it printed on standard output.
@@ -97,28 +93,13 @@ pub fn run_measured(mut command: Command, ok_codes: &[i32]) -> Result<Measured> 
             ),
         });
     }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
     Ok(Measured {
         wall,
         // Linux reports ru_maxrss in KiB.
         peak_rss_bytes: (usage.ru_maxrss as u64) * 1024,
-        user: tv(usage.ru_utime),
-        system: tv(usage.ru_stime),
         exit_code,
         stdout,
     })
-}
-
-/// This process's own peak RSS so far, bytes (`getrusage(RUSAGE_SELF)`).
-pub fn own_peak_rss_bytes() -> u64 {
-    // SAFETY: as above; getrusage only writes into the struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a live local.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
-        (usage.ru_maxrss as u64) * 1024
-    } else {
-        0
-    }
 }
 
 #[cfg(test)]

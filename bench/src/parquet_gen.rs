@@ -18,8 +18,8 @@ use shiftright_traffic::{generate, Scenario, TopicNames};
 
 use crate::error::{Error, Result};
 
-/// What was written.
-#[derive(Debug, Clone, Default)]
+/// What was written (also kept beside the data, so a later run can reuse it).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Written {
     /// Request rows.
     pub requests: u64,
@@ -64,8 +64,28 @@ pub fn write_scenario(
         age: Duration::MAX,
         budget: config.max_buffer_bytes,
     });
+    // Every (table, partition) once, with its next offset: no allocation per message.
     let topics = TopicNames::default();
-    let mut next_offset: std::collections::HashMap<TopicPartition, i64> = Default::default();
+    let partitions = partitions.max(1);
+    let mut sources: Vec<(TopicPartition, i64)> =
+        [Table::Requests, Table::Business, Table::Exposures]
+            .iter()
+            .flat_map(|table| {
+                let topic = topics.of(*table).to_string();
+                (0..partitions as i32).map(move |partition| {
+                    let tp = TopicPartition {
+                        topic: topic.clone(),
+                        partition,
+                    };
+                    (tp, 0)
+                })
+            })
+            .collect();
+    let table_index = |table: Table| match table {
+        Table::Requests => 0,
+        Table::Business => 1,
+        _ => 2,
+    };
     let mut written = Written::default();
     let mut messages = 0u64;
     let flush = |buffers: &mut Buffers, tp: &TopicPartition, written: &mut Written| {
@@ -86,17 +106,15 @@ pub fn write_scenario(
         Ok::<(), Error>(())
     };
     generate(scenario, now_ms, &mut |message| {
-        let tp = TopicPartition {
-            topic: topics.of(message.table).to_string(),
-            partition: (fnv1a(message.key.as_bytes()) % u64::from(partitions.max(1))) as i32,
-        };
-        let offset = next_offset.entry(tp.clone()).or_insert(0);
-        let this = *offset;
-        *offset += 1;
+        let partition = (fnv1a(message.key.as_bytes()) % u64::from(partitions)) as usize;
+        let (tp, next) = &mut sources[table_index(message.table) * partitions as usize + partition];
+        let this = *next;
+        *next += 1;
+        let tp: &TopicPartition = tp;
         match decoder.decode(message.table, Some(&message.payload), now_ms) {
-            Ok(event) => buffers.push_event(&tp, message.table, this, event),
+            Ok(event) => buffers.push_event(tp, message.table, this, event),
             Err(rejection) => buffers.push_dead_letter(
-                &tp,
+                tp,
                 message.table,
                 DeadLetter {
                     topic: tp.topic.clone(),
@@ -110,8 +128,8 @@ pub fn write_scenario(
                 },
             ),
         }
-        if buffers.is_full(&tp) {
-            flush(&mut buffers, &tp, &mut written)?;
+        if buffers.is_full(tp) {
+            flush(&mut buffers, tp, &mut written)?;
         }
         while buffers.over_budget() {
             let Some(largest) = buffers.largest() else {
