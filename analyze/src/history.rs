@@ -452,16 +452,23 @@ mod tests {
         );
     }
 
-    fn rows(n: usize, errors: u64) -> Vec<crate::users::UserRow> {
-        (0..n)
-            .map(|u| crate::users::UserRow {
-                requests: 10,
-                errors,
-                latencies: (0..10).map(|r| 50.0 + ((u * 7 + r) % 13) as f64).collect(),
-                converted: u % 5 == 0,
-                revenue: if u % 5 == 0 { 20.0 } else { 0.0 },
-                ..Default::default()
-            })
-            .collect()
+    fn rows(n: usize, errors: u64) -> crate::users::VariantUsers {
+        crate::users::VariantUsers::from_rows(
+            (0..n)
+                .map(|u| {
+                    let row = crate::users::UserRow {
+                        requests: 10,
+                        errors,
+                        converted: u % 5 == 0,
+                        revenue: if u % 5 == 0 { 20.0 } else { 0.0 },
+                        ..Default::default()
+                    };
+                    (
+                        row,
+                        (0..10).map(|r| 50.0 + ((u * 7 + r) % 13) as f64).collect(),
+                    )
+                })
+                .collect(),
+        )
     }
 }

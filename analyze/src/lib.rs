@@ -1,26 +1,31 @@
 //! shiftright's analysis: DataFusion over the ingest's Parquet, then statistics and a verdict.
 //!
-//! `register → query → test → decide`: the tables are registered as listing tables (`tables`), the
-//! `request_cells` and `user_metrics` queries of `queries/` build per-user aggregates, reading
-//! and deduplicating `requests` once (`request_cells`, `users`), and pure Rust turns them into
+//! `register → scan → fold → test → decide`: the tables are registered as listing tables
+//! (`tables`); each event table is read once by a scan query of `queries/` and folded into compact
+//! per-user state, deduplicated by `event_id` (`fold`, `request_scan`, `user_scan`, gathered by
+//! `users`; `queries/user_metrics.sql` says the same per-user figures in SQL); and pure Rust turns
+//! them into
 //! per-variant metrics, comparisons with the baseline and a verdict (`metrics`, `decision`,
 //! `stats`).
 
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod fold;
 pub mod history;
+pub mod interner;
 pub mod metrics;
 pub mod pages;
 pub mod queries;
 pub mod render;
 pub mod report;
-pub mod request_cells;
+pub mod request_scan;
 pub mod segments;
 pub mod side_traffic;
 pub mod simulate;
 pub mod stats;
 pub mod tables;
+pub mod user_scan;
 pub mod users;
 
 use std::path::Path;
@@ -56,7 +61,7 @@ pub async fn analyze_in(
     only: &[String],
 ) -> Result<Vec<(Report, users::ExperimentUsers)>> {
     let all = users::load(ctx, only).await?;
-    for missing in only.iter().filter(|e| !all.contains_key(*e)) {
+    if let Some(missing) = only.iter().find(|e| !all.contains_key(*e)) {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),
             message: format!(

@@ -2,6 +2,7 @@
 //! one experiment. Pure: the decision is made from these in `decision`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::config::{ExperimentSettings, GuardrailMetric, GuardrailSpec, Method};
 use crate::report::{
@@ -11,7 +12,7 @@ use crate::stats::{
     self, ArmEstimate, ClusteredSample, CovariateSums, Estimate, Harm, Horizon, MarginResult,
     MeanStats, QuantileEstimate, RatioStats, Scale,
 };
-use crate::users::UserRow;
+use crate::users::VariantUsers;
 
 /// The least share of variance CUPED must remove to be used.
 pub const MIN_CUPED_REDUCTION: f64 = 0.01;
@@ -39,7 +40,7 @@ pub struct VariantStats {
     /// Latency quantiles (user-clustered CIs).
     pub quantiles: Vec<Option<QuantileEstimate>>,
     /// Live latencies by user, for the rank test.
-    pub latencies: ClusteredSample,
+    pub latencies: Arc<ClusteredSample>,
     /// 1 − confidence, for the per-variant intervals.
     pub alpha: f64,
 }
@@ -47,26 +48,30 @@ pub struct VariantStats {
 impl VariantStats {
     /// Summarises a variant's users at confidence level 1 − `alpha`, each user's revenue capped at
     /// `revenue_cap` (winsorization) when given.
-    pub fn from_users(name: &str, users: &[UserRow], alpha: f64, revenue_cap: Option<f64>) -> Self {
+    pub fn from_users(
+        name: &str,
+        variant: &VariantUsers,
+        alpha: f64,
+        revenue_cap: Option<f64>,
+    ) -> Self {
+        let users = &variant.users;
         let mut errors = RatioStats::default();
         let mut conversion = MeanStats::default();
         let mut revenue = MeanStats::default();
         let mut conversion_pre = CovariateSums::default();
         let mut revenue_pre = CovariateSums::default();
-        let mut latencies = Vec::with_capacity(users.len());
         let cap = |v: f64| revenue_cap.map_or(v, |cap| v.min(cap));
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         for u in users {
             if u.requests > 0 {
                 errors.push(u.errors as f64, u.requests as f64);
-                latencies.push(u.latencies.clone());
             }
             conversion.push(flag(u.converted));
             revenue.push(cap(u.revenue));
             conversion_pre.push(flag(u.pre_converted), flag(u.converted));
             revenue_pre.push(cap(u.pre_revenue), cap(u.revenue));
         }
-        let sample = ClusteredSample::new(latencies);
+        let sample = Arc::clone(&variant.latencies);
         let quantiles = QUANTILES
             .iter()
             .map(|(_, nu)| sample.quantile(*nu, alpha))
@@ -456,7 +461,7 @@ pub fn blast_radius(
 
 /// Variant statistics of an experiment, keyed by name (revenue capped at `revenue_cap` if given).
 pub fn variant_stats(
-    users: &BTreeMap<String, Vec<UserRow>>,
+    users: &BTreeMap<String, VariantUsers>,
     alpha: f64,
     revenue_cap: Option<f64>,
 ) -> BTreeMap<String, VariantStats> {
@@ -473,10 +478,10 @@ pub fn variant_stats(
 
 /// The `percentile` of revenue over every user of every variant: the winsorization cap, so that
 /// one whale purchase cannot decide a revenue comparison. `None` without users.
-pub fn revenue_cap(users: &BTreeMap<String, Vec<UserRow>>, percentile: f64) -> Option<f64> {
+pub fn revenue_cap(users: &BTreeMap<String, VariantUsers>, percentile: f64) -> Option<f64> {
     let mut values: Vec<f64> = users
         .values()
-        .flatten()
+        .flat_map(|v| &v.users)
         .map(|u| u.revenue)
         .filter(|v| v.is_finite())
         .collect();

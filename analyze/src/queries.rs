@@ -1,5 +1,6 @@
 //! The SQL in `queries/`, compiled into the binary so that it runs from anywhere. The analysis job
-//! runs `request_cells` and `user_metrics`; every query is also a named query users run with
+//! reads `requests`, `exposures` and `business` through `request_scan`, `exposure_scan` and
+//! `business_scan`; every query is also a named query users run with
 //! `shiftright query --name`.
 
 /// A named query.
@@ -32,8 +33,16 @@ pub const QUERIES: &[NamedQuery] = &[
         sql: include_str!("../../queries/user_metrics.sql"),
     },
     NamedQuery {
-        name: "request_cells",
-        sql: include_str!("../../queries/request_cells.sql"),
+        name: "request_scan",
+        sql: include_str!("../../queries/request_scan.sql"),
+    },
+    NamedQuery {
+        name: "exposure_scan",
+        sql: include_str!("../../queries/exposure_scan.sql"),
+    },
+    NamedQuery {
+        name: "business_scan",
+        sql: include_str!("../../queries/business_scan.sql"),
     },
     NamedQuery {
         name: "error_rate",

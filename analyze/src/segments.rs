@@ -6,18 +6,19 @@
 //! and a segment may roll back only when both arms have its own minimum sample of users there.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::config::{Correction, ExperimentSettings};
+use crate::fold::ExperimentEvents;
 use crate::metrics::{compare, variant_stats};
 use crate::report::Guardrail;
-use crate::request_cells::{Cell, Tally, UserMap};
-use crate::stats;
-use crate::users::UserRow;
+use crate::stats::{self, ClusteredSample};
+use crate::users::{Assignment, UserRow, VariantUsers};
 
 /// One segment's users by variant.
-pub type SegmentUsers = BTreeMap<String, Vec<UserRow>>;
+pub type SegmentUsers = BTreeMap<String, VariantUsers>;
 
 /// Segments of one experiment, keyed by (dimension, segment).
 pub type ExperimentSegments = BTreeMap<(String, String), SegmentUsers>;
@@ -46,59 +47,99 @@ pub struct SegmentGuardrail {
     pub guardrail: Guardrail,
 }
 
-/// One user's live requests within one segment, before the user is known to be eligible.
-#[derive(Default)]
-struct SegmentUser<'a> {
-    /// The first variant seen.
-    variant: Option<&'a str>,
-    /// Seen in more than one variant.
-    mixed: bool,
-    synthetic: bool,
-    requests: Tally,
+/// Above this many index entries (segments × users decided on) a dimension's users are found
+/// by hashing instead of by a dense index (4 bytes an entry, 256 MiB).
+const DENSE_INDEX_LIMIT: usize = 1 << 26;
+
+/// Each user's row within one segment, by the user's row in its variant: dense (fast) while
+/// segments are few, hashed when a dense index would not fit the budget above.
+enum RowOf {
+    Dense(Vec<u32>),
+    Hashed(HashMap<u32, u32, foldhash::fast::FixedState>),
 }
 
-/// The segments of one experiment from its request cells: by endpoint and by region, the
-/// non-synthetic users seen in one variant there, with their live requests. Dimensions with a
-/// single segment are left out (they repeat the overall test).
-pub fn from_cells(cells: &[Cell]) -> ExperimentSegments {
-    // Hashed, not a BTreeMap: string comparisons and per-user key allocations dominated an
-    // analysis here (profiled at 10⁶ events).
-    type Key<'a> = (&'static str, &'a str, &'a str);
-    let mut by_user: UserMap<'_, SegmentUser<'_>, Key<'_>> = HashMap::default();
-    for cell in cells.iter().filter(|c| c.is_live()) {
-        for (dimension, segment) in [("endpoint", &cell.endpoint), ("region", &cell.region)] {
-            let user = by_user
-                .entry((dimension, segment.as_str(), cell.user_id.as_str()))
-                .or_default();
-            match user.variant {
-                None => user.variant = Some(&cell.variant),
-                Some(v) => user.mixed |= v != cell.variant,
+impl RowOf {
+    /// The segment row of variant row `row`, `next` if it has none yet.
+    fn get_or_insert(&mut self, row: u32, next: u32) -> u32 {
+        match self {
+            RowOf::Dense(rows) => {
+                let at = &mut rows[row as usize];
+                if *at == u32::MAX {
+                    *at = next;
+                }
+                *at
             }
-            user.synthetic |= cell.synthetic;
-            user.requests.add(cell);
+            RowOf::Hashed(rows) => *rows.entry(row).or_insert(next),
         }
     }
-    let mut by_variant: UserMap<'_, Vec<UserRow>, Key<'_>> = HashMap::default();
-    for ((dimension, segment, _), user) in by_user {
-        let Some(variant) = user.variant.filter(|_| !user.synthetic && !user.mixed) else {
-            continue;
-        };
-        by_variant
-            .entry((dimension, segment, variant))
-            .or_default()
-            .push(UserRow::from_requests(user.requests));
-    }
+}
+
+/// The users of one variant within one segment, as they are gathered.
+struct SegmentVariant {
+    row_of: RowOf,
+    rows: Vec<UserRow>,
+    /// (latency, row) of each request.
+    latencies: Vec<(f64, u32)>,
+}
+
+/// The segments of one experiment: by endpoint and by region, the users the decision is made on
+/// (non-synthetic, in one variant: `assignment`) with their live requests there. A segment's
+/// users are the experiment's, so a user left out of the verdict is left out of every segment.
+/// Dimensions with a single segment are left out (they repeat the overall test).
+pub fn from_requests(events: &ExperimentEvents, assignment: &Assignment) -> ExperimentSegments {
+    let variants = assignment.variants.len();
     let mut out = ExperimentSegments::new();
-    for ((dimension, segment, variant), users) in by_variant {
-        out.entry((dimension.to_string(), segment.to_string()))
-            .or_default()
-            .insert(variant.to_string(), users);
+    for (dimension, segment_of, names) in [
+        ("endpoint", &events.live.endpoint, &events.endpoints),
+        ("region", &events.live.region, &events.regions),
+    ] {
+        // One dimension at a time: its gathering holds about 16 bytes a request.
+        let dense = names.len() * assignment.users() <= DENSE_INDEX_LIMIT;
+        let mut cells: Vec<SegmentVariant> = (0..names.len() * variants)
+            .map(|k| SegmentVariant {
+                row_of: if dense {
+                    RowOf::Dense(vec![u32::MAX; assignment.variants[k % variants].1.len()])
+                } else {
+                    RowOf::Hashed(HashMap::default())
+                },
+                rows: Vec::new(),
+                latencies: Vec::new(),
+            })
+            .collect();
+        for (i, to) in assignment.of_request(events).enumerate() {
+            let Some((slot, row)) = to else {
+                continue;
+            };
+            let cell = &mut cells[segment_of[i] as usize * variants + slot as usize];
+            let next = cell.rows.len() as u32;
+            let at = cell.row_of.get_or_insert(row, next);
+            if at == next {
+                cell.rows.push(UserRow::default());
+            }
+            let user = &mut cell.rows[at as usize];
+            user.requests += 1;
+            user.errors += u64::from(events.live.error[i]);
+            cell.latencies.push((events.live.latency[i], at));
+        }
+        let mut segments: BTreeMap<(String, String), SegmentUsers> = BTreeMap::new();
+        for (k, cell) in cells.into_iter().enumerate() {
+            if cell.rows.is_empty() {
+                continue;
+            }
+            let (segment, slot) = (k / variants, k % variants);
+            let users = VariantUsers {
+                users: cell.rows,
+                latencies: Arc::new(ClusteredSample::from_pairs(cell.latencies)),
+            };
+            segments
+                .entry((dimension.to_string(), names.get(segment as u32).to_string()))
+                .or_default()
+                .insert(assignment.variants[slot].0.clone(), users);
+        }
+        if segments.len() > 1 {
+            out.extend(segments);
+        }
     }
-    let mut per_dimension: BTreeMap<String, usize> = BTreeMap::new();
-    for (dimension, _) in out.keys() {
-        *per_dimension.entry(dimension.clone()).or_default() += 1;
-    }
-    out.retain(|(dimension, _), _| per_dimension[dimension] > 1);
     out
 }
 
@@ -164,47 +205,64 @@ pub fn guardrails(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fold::LiveRequests;
 
-    fn cell(user: &str, variant: &str, endpoint: &str, region: &str, errors: u64) -> Cell {
-        Cell {
-            user_id: user.into(),
-            variant: variant.into(),
-            mode: "live".into(),
-            endpoint: endpoint.into(),
-            region: region.into(),
-            requests: 2,
-            errors,
-            latencies: vec![10.0, 20.0],
-            ..Default::default()
+    /// An experiment whose live requests are (user, endpoint, region, error), 10 ms each.
+    fn requests(live: &[(u32, &str, &str, bool)]) -> ExperimentEvents {
+        let mut r = ExperimentEvents::default();
+        let mut columns = LiveRequests::default();
+        for &(user, endpoint, region, error) in live {
+            columns.latency.push(10.0);
+            columns.user.push(user);
+            columns.endpoint.push(r.endpoints.intern(endpoint));
+            columns.region.push(r.regions.intern(region));
+            columns.error.push(error);
+        }
+        r.live = columns;
+        r
+    }
+
+    #[test]
+    fn dense_and_hashed_row_indexes_agree() {
+        let mut dense = RowOf::Dense(vec![u32::MAX; 10]);
+        let mut hashed = RowOf::Hashed(HashMap::default());
+        for (row, next, expected) in [(3, 0, 0), (5, 1, 1), (3, 2, 0), (9, 2, 2), (5, 3, 1)] {
+            assert_eq!(dense.get_or_insert(row, next), expected);
+            assert_eq!(hashed.get_or_insert(row, next), expected);
         }
     }
 
     #[test]
-    fn cells_become_segment_users_and_single_segment_dimensions_are_dropped() {
-        let mut synthetic = cell("probe", "v2", "/a", "eu", 0);
-        synthetic.synthetic = true;
-        let mut shadow = cell("u1", "v1", "/c", "eu", 2);
-        shadow.mode = "shadow".into();
-        let segments = from_cells(&[
-            cell("u1", "v1", "/a", "eu", 1),
-            cell("u1", "v1", "/b", "eu", 0),
-            cell("u2", "v2", "/a", "eu", 2),
-            cell("u3", "v1", "/a", "eu", 0),
-            cell("u3", "v2", "/b", "eu", 0),
-            synthetic,
-            shadow,
+    fn requests_become_segment_users_and_single_segment_dimensions_are_dropped() {
+        // Users 0 and 2 are in v1, user 1 in v2; user 3 (synthetic, say) is not decided on.
+        let r = requests(&[
+            (0, "/a", "eu", true),
+            (0, "/b", "eu", false),
+            (0, "/a", "eu", false),
+            (1, "/a", "eu", true),
+            (2, "/b", "eu", false),
+            (3, "/a", "eu", false),
         ]);
+        let assignment = Assignment {
+            variants: vec![
+                ("v1".into(), vec![UserRow::default(); 2]),
+                ("v2".into(), vec![UserRow::default()]),
+            ],
+            of_user: vec![Some((0, 0)), Some((1, 0)), Some((0, 1)), None],
+        };
+        let segments = from_requests(&r, &assignment);
         assert!(
             segments.keys().all(|(d, _)| d == "endpoint"),
             "one region only: {:?}",
             segments.keys()
         );
         let a = &segments[&("endpoint".to_string(), "/a".to_string())];
-        assert_eq!(a["v1"].len(), 2, "u1 and u3 (one variant within /a)");
-        assert_eq!(a["v2"].len(), 1, "u2; the probe is left out");
-        assert_eq!(a["v1"][0].errors + a["v1"][1].errors, 1);
+        assert_eq!(a["v1"].users.len(), 1, "user 0; user 3 is left out");
+        assert_eq!((a["v1"].users[0].requests, a["v1"].users[0].errors), (2, 1));
+        assert_eq!(a["v1"].latencies.len(), 2);
+        assert_eq!(a["v2"].users.len(), 1);
         let b = &segments[&("endpoint".to_string(), "/b".to_string())];
-        assert_eq!((b["v1"].len(), b["v2"].len()), (1, 1));
-        assert!(!segments.contains_key(&("endpoint".to_string(), "/c".to_string())));
+        assert_eq!(b["v1"].users.len(), 2, "users 0 and 2");
+        assert!(!b.contains_key("v2"));
     }
 }

@@ -1,17 +1,14 @@
 //! Traffic that is not a live user's request, reported beside the verdict and never mixed into it:
 //! synthetic checks (probes from synthetic users: did they succeed, per variant) and shadow and
 //! mirror calls (dark launches: how their errors, latency and result mismatches compare with the
-//! same variant's live traffic). It is folded from the request cells (`request_cells`);
+//! same variant's live traffic). It is folded from the one pass over requests (`request_scan`);
 //! `queries/traffic_modes.sql` gives the same rows to users of `shiftright query`.
-
-use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use crate::fold::SideGroup;
 use crate::report::VariantMetrics;
-use crate::request_cells::Cell;
 use crate::stats::dist::normal_sf;
-use crate::stats::ClusteredSample;
 
 /// A variant's requests of one mode, synthetic or not.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,43 +77,34 @@ pub struct ShadowTraffic {
     pub mismatch_rate: Option<f64>,
 }
 
-/// The synthetic and shadow/mirror traffic of one experiment from its request cells: one row per
-/// variant, mode and synthetic flag. Live requests of real users are left out (they are the
-/// decision's).
-pub fn mode_rows(cells: &[Cell]) -> Vec<ModeRow> {
-    type Key<'a> = (&'a str, &'a str, bool);
-    let mut groups: BTreeMap<Key<'_>, (ModeRow, HashMap<&str, Vec<f64>>)> = BTreeMap::new();
-    for cell in cells.iter().filter(|c| c.synthetic || !c.is_live()) {
-        let (row, by_user) = groups
-            .entry((&cell.variant, &cell.mode, cell.synthetic))
-            .or_default();
-        row.requests += cell.requests;
-        row.errors += cell.errors;
-        row.failures += cell.failures;
-        row.compared += cell.compared;
-        row.mismatches += cell.mismatches;
-        by_user
-            .entry(&cell.user_id)
-            .or_default()
-            .extend_from_slice(&cell.latencies);
-    }
-    groups
+/// The synthetic and shadow/mirror traffic of one experiment from its request fold: one row per
+/// variant, mode and synthetic flag, in that order. Live requests of real users are not among
+/// them (they are the decision's).
+pub fn mode_rows(groups: Vec<((String, String, bool), SideGroup)>) -> Vec<ModeRow> {
+    let mut rows: Vec<ModeRow> = groups
         .into_iter()
-        .map(|((variant, mode, synthetic), (row, by_user))| {
-            let users = by_user.len() as u64;
-            let sample = ClusteredSample::new(by_user.into_values().collect());
+        .map(|((variant, mode, synthetic), mut group)| {
+            let sample = group.sample();
             let quantile = |nu: f64| sample.quantile(nu, 0.05).map(|q| q.estimate);
             ModeRow {
-                variant: variant.to_string(),
-                mode: mode.to_string(),
+                variant,
+                mode,
                 synthetic,
-                users,
+                users: sample.users() as u64,
+                requests: group.requests,
+                errors: group.errors,
+                failures: group.failures,
+                compared: group.compared,
+                mismatches: group.mismatches,
                 latency_p50: quantile(0.5),
                 latency_p99: quantile(0.99),
-                ..row
             }
         })
-        .collect()
+        .collect();
+    rows.sort_by(|a, b| {
+        (&a.variant, &a.mode, a.synthetic).cmp(&(&b.variant, &b.mode, b.synthetic))
+    });
+    rows
 }
 
 fn rate(part: u64, whole: u64) -> Option<f64> {
@@ -182,33 +170,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mode_rows_group_side_traffic_and_leave_out_real_users_live_requests() {
-        let cell = |user: &str, mode: &str, synthetic: bool, latencies: &[f64]| Cell {
-            user_id: user.into(),
-            variant: "v2".into(),
-            mode: mode.into(),
-            synthetic,
-            requests: latencies.len() as u64,
-            errors: 1,
-            failures: 2,
-            latencies: latencies.to_vec(),
-            ..Default::default()
+    fn mode_rows_summarise_each_group_with_its_users_and_quantiles() {
+        let group = |mode: &str, synthetic: bool, latencies: &[(f64, u32)]| {
+            let key = ("v2".to_string(), mode.to_string(), synthetic);
+            let group = SideGroup {
+                requests: latencies.len() as u64,
+                errors: 1,
+                failures: 2,
+                latencies: latencies.to_vec(),
+                ..Default::default()
+            };
+            (key, group)
         };
-        let rows = mode_rows(&[
-            cell("u1", "live", false, &[1.0, 2.0]),
-            cell("u1", "shadow", false, &[10.0, 20.0]),
-            cell("u2", "shadow", false, &[30.0, 40.0]),
-            cell("u2", "shadow", false, &[50.0]),
-            cell("probe-1", "live", true, &[5.0]),
+        let rows = mode_rows(vec![
+            group(
+                "shadow",
+                false,
+                &[(10.0, 1), (20.0, 1), (30.0, 2), (40.0, 2), (50.0, 2)],
+            ),
+            group("live", true, &[(5.0, 7)]),
         ]);
         assert_eq!(rows.len(), 2, "{rows:?}");
-        let shadow = rows.iter().find(|r| r.mode == "shadow").unwrap();
-        assert_eq!((shadow.users, shadow.requests, shadow.errors), (2, 5, 3));
+        assert_eq!(rows[0].mode, "live", "sorted by variant, mode, synthetic");
+        let shadow = &rows[1];
+        assert_eq!((shadow.users, shadow.requests, shadow.errors), (2, 5, 1));
         assert_eq!(
             (shadow.latency_p50, shadow.latency_p99),
             (Some(30.0), Some(50.0))
         );
-        let probe = rows.iter().find(|r| r.synthetic).unwrap();
+        let probe = &rows[0];
         assert_eq!((probe.users, probe.requests, probe.failures), (1, 1, 2));
     }
 

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::config::{ExperimentSettings, GuardrailMetric, Method};
 use crate::decision::decide;
 use crate::report::Verdict;
-use crate::users::{ExperimentUsers, UserRow};
+use crate::users::{ExperimentUsers, UserRow, VariantUsers};
 
 /// The simulated traffic and how often it is analysed.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,6 +234,7 @@ fn one_canary(
     let latency = LogNormal::new(config.latency_median_ms.ln(), config.latency_sigma).ok()?;
     let extra_requests =
         Binomial::new(u64::from(config.requests_per_user.max(1) - 1) * 2, 0.5).ok()?;
+    let mut arrived: BTreeMap<String, Vec<(UserRow, Vec<f64>)>> = BTreeMap::new();
     let mut users = ExperimentUsers::default();
     let mut minute = 0;
     while minute < config.horizon_min {
@@ -259,16 +260,19 @@ fn one_canary(
             let row = UserRow {
                 requests,
                 errors,
-                latencies,
                 ..Default::default()
             };
             let variant = if canary { "v2" } else { "v1" };
-            users
-                .variants
+            arrived
                 .entry(variant.to_string())
                 .or_default()
-                .push(row);
+                .push((row, latencies));
         }
+        // Each look sees every user so far, as an analysis rerun over the growing data would.
+        users.variants = arrived
+            .iter()
+            .map(|(v, rows)| (v.clone(), VariantUsers::from_rows(rows.clone())))
+            .collect();
         let report = decide("simulated", &users, settings);
         if report.verdict == Verdict::Rollback {
             let harm = report

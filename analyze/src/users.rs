@@ -1,30 +1,26 @@
-//! Runs the `user_metrics` query, joins its rows with each user's live requests (`request_cells`)
-//! and gathers them into per-experiment, per-variant user lists: the input every statistic is
-//! computed from. Users seen in two variants and synthetic users are
-//! set aside and counted here, so no decision ever sees them.
+//! Folds the event tables (`request_scan`, `user_scan`) and gathers each experiment's users into
+//! per-variant user lists with their latencies: the input every statistic is computed from (the
+//! per-user figures are `queries/user_metrics.sql`'s). Users seen in two variants and synthetic
+//! users are set aside and counted here, so no decision ever sees them.
 
 use std::collections::BTreeMap;
-
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use datafusion::prelude::SessionContext;
-use futures::StreamExt;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
-use crate::queries;
-use crate::request_cells::{self, Tally};
-use crate::{segments, side_traffic};
+use datafusion::prelude::SessionContext;
 
-/// One user of one experiment, as the decision population sees it.
-#[derive(Debug, Clone, Default, PartialEq)]
+use crate::error::Result;
+use crate::fold::{ExperimentEvents, Folds};
+use crate::stats::ClusteredSample;
+use crate::{request_scan, segments, side_traffic, user_scan};
+
+/// One user of one experiment, as the decision population sees it (the user's latencies are in
+/// its variant's [`VariantUsers::latencies`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct UserRow {
     /// Live requests.
     pub requests: u64,
     /// Of which status ≥ 500.
     pub errors: u64,
-    /// Latencies of the live requests, ms.
-    pub latencies: Vec<f64>,
     /// Whether the user converted at or after first exposure.
     pub converted: bool,
     /// Business value at or after first exposure.
@@ -35,14 +31,21 @@ pub struct UserRow {
     pub pre_revenue: f64,
 }
 
-impl UserRow {
-    /// A user with these live requests and no business events.
-    pub fn from_requests(requests: Tally) -> Self {
-        UserRow {
-            requests: requests.requests,
-            errors: requests.errors,
-            latencies: requests.latencies,
-            ..Default::default()
+/// The users of one variant and their live latencies.
+#[derive(Debug, Clone, Default)]
+pub struct VariantUsers {
+    pub users: Vec<UserRow>,
+    /// Every live latency of these users, grouped by user (a user is an index into `users`).
+    pub latencies: Arc<ClusteredSample>,
+}
+
+impl VariantUsers {
+    /// Users with each one's latencies (tests and simulations build variants this way).
+    pub fn from_rows(rows: Vec<(UserRow, Vec<f64>)>) -> Self {
+        let (users, per_user): (Vec<UserRow>, Vec<Vec<f64>>) = rows.into_iter().unzip();
+        VariantUsers {
+            users,
+            latencies: Arc::new(ClusteredSample::new(per_user)),
         }
     }
 }
@@ -51,7 +54,7 @@ impl UserRow {
 #[derive(Debug, Clone, Default)]
 pub struct ExperimentUsers {
     /// Non-synthetic users seen in exactly one variant, by variant.
-    pub variants: BTreeMap<String, Vec<UserRow>>,
+    pub variants: BTreeMap<String, VariantUsers>,
     /// Synthetic users by variant (reported, never decided on).
     pub synthetic: BTreeMap<String, u64>,
     /// Non-synthetic users seen in more than one variant (excluded).
@@ -67,108 +70,138 @@ pub struct ExperimentUsers {
 impl ExperimentUsers {
     /// Non-synthetic users, including those seen in two variants.
     pub fn real_users(&self) -> u64 {
-        self.variants.values().map(|v| v.len() as u64).sum::<u64>() + self.multiple_variants
+        self.variants
+            .values()
+            .map(|v| v.users.len() as u64)
+            .sum::<u64>()
+            + self.multiple_variants
     }
 }
 
-const QUERY: &str = "user_metrics";
-
-fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<Arc<dyn Array>> {
-    queries::column(batch, QUERY, name, to)
+/// Where each user of an experiment went: the variant (an index into `variants`) and the row there.
+#[derive(Debug, Default)]
+pub struct Assignment {
+    /// Variant names and their users, in order of first sight.
+    pub variants: Vec<(String, Vec<UserRow>)>,
+    /// By user number of the fold: (variant, row), or `None` for users not decided on
+    /// (synthetic, in two variants, never assigned).
+    pub of_user: Vec<Option<(u32, u32)>>,
 }
 
-/// Loads every experiment's users (or only `only`'s, when given): their assignment and business
-/// events from `user_metrics`, their live requests from the request cells, which also give each
-/// experiment's segments, synthetic checks, shadow calls and resent duplicates.
+impl Assignment {
+    fn push(&mut self, variant: &str, user: u32, row: UserRow) {
+        let slot = match self.variants.iter().position(|(v, _)| v == variant) {
+            Some(slot) => slot,
+            None => {
+                self.variants.push((variant.to_string(), Vec::new()));
+                self.variants.len() - 1
+            }
+        };
+        let rows = &mut self.variants[slot].1;
+        self.of_user[user as usize] = Some((slot as u32, rows.len() as u32));
+        rows.push(row);
+    }
+
+    /// Users decided on, in every variant.
+    pub fn users(&self) -> usize {
+        self.variants.iter().map(|(_, rows)| rows.len()).sum()
+    }
+
+    /// The variant and row of each live request's user.
+    pub fn of_request<'a>(
+        &'a self,
+        events: &'a ExperimentEvents,
+    ) -> impl Iterator<Item = Option<(u32, u32)>> + 'a {
+        events.live.user.iter().map(|&u| self.of_user[u as usize])
+    }
+}
+
+/// Loads every experiment's users (or only `only`'s, when given), from one pass over each event
+/// table: their assignment, live requests and business events, each experiment's segments,
+/// synthetic checks, shadow calls and resent duplicates.
 pub async fn load(
     ctx: &SessionContext,
     only: &[String],
 ) -> Result<BTreeMap<String, ExperimentUsers>> {
     let started = std::time::Instant::now();
-    let cells = request_cells::load(ctx, only).await?;
-    tracing::info!(
-        experiments = cells.len(),
-        cells = cells.values().map(Vec::len).sum::<usize>(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "request cells read"
-    );
-    let mut live: BTreeMap<&str, request_cells::UserMap<'_, Tally>> = cells
-        .iter()
-        .map(|(experiment, cells)| (experiment.as_str(), request_cells::live_by_user(cells)))
-        .collect();
-    let sql = queries::restricted(QUERY, only)?;
-    let frame = ctx.sql(&sql).await.map_err(Error::query(QUERY))?;
-    let mut stream = frame.execute_stream().await.map_err(Error::query(QUERY))?;
-    let mut out: BTreeMap<String, ExperimentUsers> = BTreeMap::new();
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(Error::query(QUERY))?;
-        let experiment = column(&batch, "experiment", &DataType::Utf8)?;
-        let variant = column(&batch, "variant", &DataType::Utf8)?;
-        let user_id = column(&batch, "user_id", &DataType::Utf8)?;
-        let multiple_variants = column(&batch, "multiple_variants", &DataType::Boolean)?;
-        let synthetic = column(&batch, "synthetic", &DataType::Boolean)?;
-        let exposure_duplicates = column(&batch, "exposure_duplicates", &DataType::Int64)?;
-        let converted = column(&batch, "converted", &DataType::Int64)?;
-        let revenue = column(&batch, "revenue", &DataType::Float64)?;
-        let pre_converted = column(&batch, "pre_converted", &DataType::Int64)?;
-        let pre_revenue = column(&batch, "pre_revenue", &DataType::Float64)?;
-        let (experiment, variant) = (experiment.as_string::<i32>(), variant.as_string::<i32>());
-        let user_id = user_id.as_string::<i32>();
-        let multiple_variants = multiple_variants.as_boolean();
-        let synthetic = synthetic.as_boolean();
-        let exposure_duplicates = exposure_duplicates.as_primitive::<Int64Type>();
-        let converted = converted.as_primitive::<Int64Type>();
-        let revenue = revenue.as_primitive::<Float64Type>();
-        let pre_converted = pre_converted.as_primitive::<Int64Type>();
-        let pre_revenue = pre_revenue.as_primitive::<Float64Type>();
-        for i in 0..batch.num_rows() {
-            let name = experiment.value(i);
-            let users = out.entry(name.to_string()).or_default();
-            users.duplicates_dropped += exposure_duplicates.value(i).max(0) as u64;
-            let variant = variant.value(i);
-            if synthetic.value(i) {
-                *users.synthetic.entry(variant.to_string()).or_default() += 1;
-                continue;
-            }
-            if multiple_variants.value(i) {
-                users.multiple_variants += 1;
-                continue;
-            }
-            // Taken out of the map: each user's latencies are held once, not copied.
-            let requests = live
-                .get_mut(name)
-                .and_then(|by_user| by_user.remove(user_id.value(i)))
-                .unwrap_or_default();
-            users
-                .variants
-                .entry(variant.to_string())
-                .or_default()
-                .push(UserRow {
-                    requests: requests.requests,
-                    errors: requests.errors,
-                    latencies: requests.latencies,
-                    converted: converted.value(i) > 0,
-                    revenue: revenue.value(i),
-                    pre_converted: pre_converted.value(i) > 0,
-                    pre_revenue: pre_revenue.value(i),
-                });
-        }
-    }
-    drop(live);
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "user metrics read"
-    );
-    for (experiment, cells) in cells {
-        if let Some(users) = out.get_mut(&experiment) {
-            users.duplicates_dropped += request_cells::duplicates(&cells);
-            users.segments = segments::from_cells(&cells);
-            users.modes = side_traffic::mode_rows(&cells);
-        }
+    let elapsed_ms = || started.elapsed().as_millis() as u64;
+    let mut folds = Folds::default();
+    request_scan::load(ctx, only, &mut folds).await?;
+    tracing::info!(elapsed_ms = elapsed_ms(), "requests read");
+    user_scan::load_exposures(ctx, only, &mut folds).await?;
+    tracing::info!(elapsed_ms = elapsed_ms(), "exposures read");
+    user_scan::load_business(ctx, &mut folds).await?;
+    tracing::info!(elapsed_ms = elapsed_ms(), "business events read");
+    let mut out = BTreeMap::new();
+    for (experiment, events) in folds.into_map() {
+        // The folds are the analysis' largest state: each is dropped once its users are built.
+        out.insert(experiment, build(events));
     }
     tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "segments and side traffic folded"
+        elapsed_ms = elapsed_ms(),
+        "users, segments and side traffic built"
     );
     Ok(out)
+}
+
+/// One experiment's users from its folded events.
+fn build(mut events: ExperimentEvents) -> ExperimentUsers {
+    let mut users = ExperimentUsers {
+        duplicates_dropped: events.request_duplicates,
+        ..Default::default()
+    };
+    let mut assignment = Assignment {
+        of_user: vec![None; events.user_states.len()],
+        ..Default::default()
+    };
+    for (id, state) in events.user_states.iter().enumerate() {
+        let Some((variant, _)) = state.variants else {
+            continue;
+        };
+        users.duplicates_dropped += u64::from(state.exposure_duplicates);
+        let variant = events.variants.get(variant);
+        if state.synthetic {
+            *users.synthetic.entry(variant.to_string()).or_default() += 1;
+            continue;
+        }
+        if state.multiple_variants() {
+            users.multiple_variants += 1;
+            continue;
+        }
+        let b = state.business;
+        let row = UserRow {
+            requests: u64::from(state.live.requests),
+            errors: u64::from(state.live.errors),
+            converted: b.converted,
+            revenue: b.revenue,
+            pre_converted: b.pre_converted,
+            pre_revenue: b.pre_revenue,
+        };
+        assignment.push(variant, id as u32, row);
+    }
+    users.modes = side_traffic::mode_rows(std::mem::take(&mut events.side));
+    users.segments = segments::from_requests(&events, &assignment);
+    let mut pairs: Vec<Vec<(f64, u32)>> = vec![Vec::new(); assignment.variants.len()];
+    for (latency, to) in events
+        .live
+        .latency
+        .iter()
+        .zip(assignment.of_request(&events))
+    {
+        if let Some((slot, row)) = to {
+            pairs[slot as usize].push((*latency, row));
+        }
+    }
+    drop(events);
+    for ((name, rows), pairs) in assignment.variants.into_iter().zip(pairs) {
+        let latencies = Arc::new(ClusteredSample::from_pairs(pairs));
+        users.variants.insert(
+            name,
+            VariantUsers {
+                users: rows,
+                latencies,
+            },
+        );
+    }
+    users
 }

@@ -8,13 +8,13 @@ use serde_json::Value;
 use super::*;
 use crate::config::ExperimentsFile;
 use crate::stats::{Harm, Scale};
-use crate::users::UserRow;
+use crate::users::{UserRow, VariantUsers};
 
 /// `n` users with `requests` requests each; every `error_every`-th request (counted across the
 /// variant) fails; latencies cycle deterministically around `latency`.
-fn users(n: usize, requests: u64, error_every: u64, latency: f64) -> Vec<UserRow> {
+fn users(n: usize, requests: u64, error_every: u64, latency: f64) -> VariantUsers {
     let mut counter = 0u64;
-    (0..n)
+    let rows = (0..n)
         .map(|u| {
             let mut row = UserRow {
                 requests,
@@ -22,20 +22,22 @@ fn users(n: usize, requests: u64, error_every: u64, latency: f64) -> Vec<UserRow
                 revenue: if u % 10 == 0 { 25.0 } else { 0.0 },
                 ..Default::default()
             };
+            let mut latencies = Vec::new();
             for r in 0..requests {
                 counter += 1;
-                if error_every > 0 && counter % error_every == 0 {
+                if error_every > 0 && counter.is_multiple_of(error_every) {
                     row.errors += 1;
                 }
                 let jitter = ((u as u64 * 7919 + r * 104_729) % 1000) as f64 / 1000.0;
-                row.latencies.push(latency * (0.5 + 1.5 * jitter * jitter));
+                latencies.push(latency * (0.5 + 1.5 * jitter * jitter));
             }
-            row
+            (row, latencies)
         })
-        .collect()
+        .collect();
+    VariantUsers::from_rows(rows)
 }
 
-fn experiment(variants: Vec<(&str, Vec<UserRow>)>) -> ExperimentUsers {
+fn experiment(variants: Vec<(&str, VariantUsers)>) -> ExperimentUsers {
     ExperimentUsers {
         variants: variants
             .into_iter()
@@ -272,7 +274,7 @@ fn the_json_report_follows_its_schema() {
 #[test]
 fn winsorizing_caps_a_whale_and_says_where() {
     let mut treatment = users(2000, 2, 0, 80.0);
-    treatment[1].revenue = 1_000_000.0; // one purchase worth more than everyone else's together
+    treatment.users[1].revenue = 1_000_000.0; // one purchase worth more than everyone else's together
     let e = experiment(vec![
         ("control", users(2000, 2, 0, 80.0)),
         ("treatment", treatment),
@@ -388,8 +390,8 @@ fn a_regression_in_one_endpoint_rolls_back_through_its_segment() {
 }
 
 /// `users` whose conversion is every `every`-th user instead of every tenth.
-fn converting(mut rows: Vec<UserRow>, every: usize) -> Vec<UserRow> {
-    for (u, row) in rows.iter_mut().enumerate() {
+fn converting(mut rows: VariantUsers, every: usize) -> VariantUsers {
+    for (u, row) in rows.users.iter_mut().enumerate() {
         row.converted = u % every == 0;
     }
     rows
@@ -475,15 +477,12 @@ fn an_absolute_latency_guardrail_is_tested_on_the_difference() {
 #[test]
 fn pre_exposure_revenue_narrows_the_revenue_interval_with_cuped() {
     // Revenue that persists: each user's spend after exposure repeats the spend before it.
-    let spending = |rows: Vec<UserRow>| -> Vec<UserRow> {
-        rows.into_iter()
-            .enumerate()
-            .map(|(u, mut row)| {
-                row.pre_revenue = (u % 7) as f64 * 10.0;
-                row.revenue = row.pre_revenue + (u % 3) as f64;
-                row
-            })
-            .collect()
+    let spending = |mut rows: VariantUsers| -> VariantUsers {
+        for (u, row) in rows.users.iter_mut().enumerate() {
+            row.pre_revenue = (u % 7) as f64 * 10.0;
+            row.revenue = row.pre_revenue + (u % 3) as f64;
+        }
+        rows
     };
     let plain = experiment(vec![
         ("v1", users(2_000, 5, 100, 80.0)),

@@ -446,17 +446,13 @@ fn latency_cdf(report: &Report, users: &ExperimentUsers) -> Result<String> {
         let Some(rows) = users.variants.get(&v.name) else {
             continue;
         };
-        let mut values: Vec<f64> = rows
-            .iter()
-            .flat_map(|u| u.latencies.iter().copied())
-            .collect();
-        values.sort_by(f64::total_cmp);
+        let values = rows.latencies.values();
         if let Some(p99) = v.latency_ms.p99 {
             markers.push((series.len(), p99, format!("{} p99 {p99:.0} ms", v.name)));
         }
         series.push(Series {
             name: v.name.clone(),
-            points: charts::cdf_points(&values, 200),
+            points: charts::cdf_points(values, 200),
         });
     }
     charts::line_chart(
