@@ -1,6 +1,9 @@
 -- segment_users: per experiment, segment (endpoint or region) and user: the user's variant, live requests, errors and latencies.
 -- The analysis compares variants within each segment, so that a regression confined to one
--- endpoint or region is not averaged away. Each event_id counts once; live requests only.
+-- endpoint or region is not averaged away. Each event_id counts once; live requests only. The
+-- analysis leaves out of every segment the users its overall assignment leaves out (seen in two
+-- variants, or synthetic, anywhere in the experiment); `variants` and `synthetic` here are what
+-- the segment alone saw.
 WITH
 req AS (
     SELECT DISTINCT ON (event_id) experiment, variant, user_id, synthetic, status, latency_ms, endpoint, region

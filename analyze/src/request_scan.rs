@@ -1,5 +1,6 @@
 //! The analysis' one pass over `requests` (`queries/request_scan.sql`): each request event once
-//! (by experiment and `event_id`), folded into its experiment's [`ExperimentEvents`] — the user's
+//! (by experiment, `event_id` and mode: a shadow or mirror call that reuses the live request's id
+//! is not its copy), folded into its experiment's [`ExperimentEvents`] — the user's
 //! assignment and live tally, the live request's latency, endpoint, region and error flag, or the
 //! side group of a synthetic check or shadow/mirror call.
 
@@ -31,7 +32,7 @@ struct Request<'a> {
 }
 
 fn add(folds: &mut Folds, seen: &mut Fingerprints, r: Request<'_>) {
-    let first = seen.first_time((r.experiment, r.event_id));
+    let first = seen.first_time((r.experiment, r.event_id, r.mode));
     let e = folds.experiment(r.experiment);
     if !first {
         e.request_duplicates += 1;
@@ -162,6 +163,8 @@ mod tests {
             shadow_match: Some(false),
             ..request("r4", "u3", "shadow")
         });
+        // A shadow call that reuses a live request's id is a call of its own, not a copy.
+        add(request("r3", "u3", "shadow"));
         add(Request {
             synthetic: true,
             status: 404,
@@ -192,7 +195,7 @@ mod tests {
         let shadow = side("shadow", false);
         assert_eq!(
             (shadow.requests, shadow.compared, shadow.mismatches),
-            (1, 1, 1)
+            (2, 1, 1)
         );
         let probe = side("live", true);
         assert_eq!((probe.requests, probe.failures, probe.errors), (1, 1, 0));

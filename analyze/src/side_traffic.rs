@@ -84,13 +84,16 @@ pub fn mode_rows(groups: Vec<((String, String, bool), SideGroup)>) -> Vec<ModeRo
     let mut rows: Vec<ModeRow> = groups
         .into_iter()
         .map(|((variant, mode, synthetic), mut group)| {
+            let mut users: Vec<u32> = group.latencies.iter().map(|&(_, u)| u).collect();
+            users.sort_unstable();
+            users.dedup();
             let sample = group.sample();
             let quantile = |nu: f64| sample.quantile(nu, 0.05).map(|q| q.estimate);
             ModeRow {
                 variant,
                 mode,
                 synthetic,
-                users: sample.users() as u64,
+                users: users.len() as u64,
                 requests: group.requests,
                 errors: group.errors,
                 failures: group.failures,

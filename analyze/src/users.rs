@@ -35,7 +35,7 @@ pub struct UserRow {
 #[derive(Debug, Clone, Default)]
 pub struct VariantUsers {
     pub users: Vec<UserRow>,
-    /// Every live latency of these users, grouped by user (a user is an index into `users`).
+    /// Every live latency of these users, grouped by user (the sample numbers users itself).
     pub latencies: Arc<ClusteredSample>,
 }
 
@@ -134,6 +134,14 @@ pub async fn load(
     tracing::info!(elapsed_ms = elapsed_ms(), "business events read");
     let mut out = BTreeMap::new();
     for (experiment, events) in folds.into_map() {
+        if events.user_states.iter().all(|s| s.variants.is_none()) {
+            // Nothing to decide on: no exposure, no live request (as when `user_metrics` has no row).
+            tracing::warn!(
+                experiment,
+                "only shadow or mirror calls, no assigned user: not analysed"
+            );
+            continue;
+        }
         // The folds are the analysis' largest state: each is dropped once its users are built.
         out.insert(experiment, build(events));
     }

@@ -60,9 +60,9 @@ impl ClusteredSample {
         Self::from_pairs(pairs)
     }
 
-    /// Builds the sample from (observation, user) pairs in any order; user ids are any `u32`s
-    /// (an index into the caller's users, say). Non-finite values are dropped, and users left
-    /// with none.
+    /// Builds the sample from (observation, user) pairs in any order. User ids index a table of
+    /// (greatest id + 1) entries, so they should be dense numbers (a user's number in its
+    /// experiment, say). Non-finite values are dropped, and users left with none.
     pub fn from_pairs(mut pairs: Vec<(f64, u32)>) -> Self {
         pairs.retain(|(v, _)| v.is_finite());
         pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
