@@ -269,7 +269,10 @@ pub struct IngestArgs {
     )]
     pub synthetic_prefixes: Vec<String>,
     /// Stop (after flushing) once no message has arrived for this long, counted from the start or the
-    /// last partition assignment (e.g. 30s); default: run until SIGINT/SIGTERM.
+    /// last partition assignment (e.g. 30s); default: run until SIGINT/SIGTERM. Before its first
+    /// assignment the ingest waits at least 30 s (a group join can take that long). Exits 1 when
+    /// no partition was ever assigned (broker unreachable), when a topic does not exist, or when a
+    /// partition was stopped after an offset reset.
     #[arg(long, env = "SHIFTRIGHT_IDLE_EXIT", value_parser = humantime::parse_duration)]
     pub idle_exit: Option<Duration>,
     /// Extra librdkafka consumer property, key=value (repeatable), e.g. security.protocol=ssl; applied
@@ -280,6 +283,13 @@ pub struct IngestArgs {
     /// topic/partition/offset in headers), at least once, before it is written to Parquet.
     #[arg(long, env = "SHIFTRIGHT_DEAD_LETTER_TOPIC")]
     pub dead_letter_topic: Option<String>,
+    /// When a partition's Kafka log is found below the offsets already written (the topic was
+    /// deleted and recreated, or a broker lost its log), read the new log from its start into a
+    /// new offset epoch instead of stopping that partition. The files already written are kept.
+    /// Without it such a partition is stopped: error log, metric shiftright_partition_stopped,
+    /// exit code 1. Use it once, after checking that the reset was meant.
+    #[arg(long, env = "SHIFTRIGHT_ACCEPT_OFFSET_RESET")]
+    pub accept_offset_reset: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (loopback by default); `off` disables.
     #[arg(long, env = "SHIFTRIGHT_METRICS_ADDR", default_value = "127.0.0.1:9464", value_parser = parse_metrics_addr)]
     pub metrics_addr: MetricsAddr,
@@ -328,6 +338,11 @@ pub struct AnalyzeArgs {
     /// `decisions` of `shiftright query`). By default every run is recorded.
     #[arg(long, env = "SHIFTRIGHT_NO_HISTORY")]
     pub no_history: bool,
+    /// Leave out Parquet files whose footer cannot be read (truncated, not Parquet) instead of
+    /// failing; each is named in a warning and the results lack their rows. Without it a damaged
+    /// file stops the command with its name.
+    #[arg(long, env = "SHIFTRIGHT_SKIP_CORRUPT")]
+    pub skip_corrupt: bool,
 }
 
 #[derive(Debug, Args)]
@@ -353,6 +368,11 @@ pub struct ReportArgs {
     /// Do not append this run to the results history (DATA/_results/).
     #[arg(long, env = "SHIFTRIGHT_NO_HISTORY")]
     pub no_history: bool,
+    /// Leave out Parquet files whose footer cannot be read (truncated, not Parquet) instead of
+    /// failing; each is named in a warning and the results lack their rows. Without it a damaged
+    /// file stops the command with its name.
+    #[arg(long, env = "SHIFTRIGHT_SKIP_CORRUPT")]
+    pub skip_corrupt: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -380,6 +400,7 @@ pub struct QueryArgs {
     pub data: Option<PathBuf>,
     /// SQL to run, e.g. "SELECT variant, COUNT(*) FROM requests GROUP BY variant". Tables:
     /// requests, business, exposures, dead_letters, and the results history: results, decisions.
+    /// Read only: INSERT, COPY, CREATE, DROP, SET and the like are refused; --out writes results.
     #[arg(
         conflicts_with_all = ["name", "list", "file"],
         required_unless_present_any = ["name", "list", "file"]
@@ -391,6 +412,12 @@ pub struct QueryArgs {
     /// Run the SQL in this file instead.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// Leave out Parquet files whose footer cannot be read (truncated, not Parquet) instead of
+    /// failing; each is named in a warning and the results lack their rows. Without it a damaged
+    /// file stops the command with its name.
+    #[arg(long, env = "SHIFTRIGHT_SKIP_CORRUPT")]
+    pub skip_corrupt: bool,
+
     /// A value for a `$NAME` placeholder of the query, as NAME=VALUE (repeatable); bound as a
     /// string, e.g. --param experiment=checkout-v2.
     #[arg(long = "param", value_parser = parse_param)]

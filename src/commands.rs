@@ -44,6 +44,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     config.kafka_options = args.kafka_options;
     config.metrics_addr = args.metrics_addr.0;
     config.dead_letter_topic = args.dead_letter_topic;
+    config.accept_offset_reset = args.accept_offset_reset;
     let stats = Arc::new(IngestStats::default());
     let summary = shiftright_ingest::run(config, shutdown, stats).await?;
     eprintln!(
@@ -56,6 +57,10 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         summary.files
     );
     Ok(0)
+}
+
+fn read_options(skip_corrupt: bool) -> shiftright_analyze::ReadOptions {
+    shiftright_analyze::ReadOptions { skip_corrupt }
 }
 
 /// The experiments file (or the defaults), with `--method` over it.
@@ -100,8 +105,15 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<u8> {
         }
         Progress::PageWritten => bar.inc(1),
     };
-    let written =
-        pages::write_day(&args.data, &experiments, date, &args.out, &mut progress).await?;
+    let written = pages::write_day(
+        &args.data,
+        read_options(args.skip_corrupt),
+        &experiments,
+        date,
+        &args.out,
+        &mut progress,
+    )
+    .await?;
     bar.finish_and_clear();
     for r in &written.reports {
         println!(
@@ -126,7 +138,13 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<u8> {
 
 pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
     let experiments = experiments_of(args.experiments.as_deref(), args.method)?;
-    let reports = shiftright_analyze::analyze(&args.data, &experiments, &args.only).await?;
+    let reports = shiftright_analyze::analyze_with(
+        &args.data,
+        read_options(args.skip_corrupt),
+        &experiments,
+        &args.only,
+    )
+    .await?;
     if reports.is_empty() {
         bail!(
             "no experiments found under {}: the exposures and requests tables are empty",
@@ -189,7 +207,16 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<u8> {
     if args.format == QueryFormatArg::Parquet && args.out.is_none() {
         bail!("--format parquet writes a file: give --out FILE.parquet");
     }
-    let (schema, batches) = shiftright_analyze::query_with(&data, &sql, &args.params).await?;
+    if let Some(out) = &args.out {
+        refuse_inside_data(&data, out)?;
+    }
+    let (schema, batches) = shiftright_analyze::query_with_options(
+        &data,
+        read_options(args.skip_corrupt),
+        &sql,
+        &args.params,
+    )
+    .await?;
     let text = match args.format {
         QueryFormatArg::Parquet => {
             let out = args.out.as_deref().context("--out is required")?;
@@ -209,6 +236,28 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<u8> {
         None => print!("{text}"),
     }
     Ok(0)
+}
+
+/// A query's `--out` under a table directory of `--data` would be read back as data (a Parquet
+/// file there is one more partition), so it is refused.
+fn refuse_inside_data(data: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let Ok(parent) = parent.canonicalize() else {
+        return Ok(());
+    };
+    for dir in shiftright_analyze::tables::table_dirs(data) {
+        if dir.canonicalize().is_ok_and(|dir| parent.starts_with(dir)) {
+            bail!(
+                "--out {} is inside the table directory {}: a result written there would be read back as data; write it elsewhere",
+                out.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The scenario the arguments describe.

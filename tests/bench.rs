@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{required, Tansu};
+use common::{required, text, Tansu};
 
 fn bench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shiftright"))
@@ -15,10 +15,6 @@ fn bench(args: &[&str]) -> Output {
         .env_remove("SHIFTRIGHT_LOG")
         .output()
         .expect("run shiftright bench")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn duckdb_available() -> bool {

@@ -1,20 +1,11 @@
 //! The binary as a user runs it: the demo, analyze's exit codes and JSON report, query's formats,
 //! and errors that name what is wrong.
 
+mod common;
+
+use common::{shiftright, text};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn shiftright(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shiftright"))
-        .args(args)
-        .env_remove("SHIFTRIGHT_LOG")
-        .output()
-        .expect("run shiftright")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use std::process::Command;
 
 #[test]
 fn help_documents_exit_codes_and_every_command() {

@@ -395,6 +395,13 @@ fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
             s.confidence.to_string(),
         );
     }
+    if s.guardrails.is_empty() {
+        return fail(
+            "guardrails",
+            "at least one guardrail (with none, every experiment past min_users would be PROMOTEd unchecked)",
+            "[]".into(),
+        );
+    }
     for (i, g) in s.guardrails.iter().enumerate() {
         let key = format!("guardrails[{i}] ({})", g.metric.name());
         let t = g.rule.threshold;
@@ -464,6 +471,16 @@ fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
                 w.to_string(),
             );
         }
+        // Shares of 1, or percentages of 100; anything else is a typo that a silent rescale
+        // would turn into a wrong SRM test.
+        let sum: f64 = weights.values().sum();
+        if (sum - 1.0).abs() > 1e-3 && (sum - 100.0).abs() > 0.1 {
+            return fail(
+                "weights",
+                "weights that sum to 1 (shares) or to 100 (percentages)",
+                format!("{weights:?}, which sum to {sum}"),
+            );
+        }
         if let Some(baseline) = &s.baseline {
             if !weights.contains_key(baseline) {
                 return fail(
@@ -494,6 +511,31 @@ mod tests {
         );
         assert_eq!((s.harm_budget, s.traffic_cap), (100.0, None));
         assert_eq!(s.correction, Correction::Holm);
+    }
+
+    #[test]
+    fn weights_must_sum_to_one_or_a_hundred_and_guardrails_must_exist() {
+        for good in [
+            "{ v1 = 0.95, v2 = 0.05 }",
+            "{ v1 = 95, v2 = 5 }",
+            "{ a = 0.333, b = 0.333, c = 0.334 }",
+        ] {
+            assert!(
+                ExperimentsFile::parse(&format!("[experiments.c]\nweights = {good}\n")).is_ok(),
+                "{good}"
+            );
+        }
+        let err = ExperimentsFile::parse("[experiments.c]\nweights = { v1 = 0.95, v2 = 0.5 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sum to 1.45"), "{err}");
+        let err = ExperimentsFile::parse("[defaults]\nguardrails = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("guardrails") && err.contains("at least one"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -77,9 +77,42 @@ pub enum Error {
     /// A chart could not be drawn.
     #[error("drawing a chart failed: {0}")]
     Chart(String),
+    /// Two experiments would write the same report page (cannot happen but for a 64-bit hash
+    /// collision; checked so that a page is never overwritten).
+    #[error("experiments {first:?} and {second:?} would share the page name {stem:?}; rename one")]
+    PageName {
+        /// One experiment.
+        first: String,
+        /// The other.
+        second: String,
+        /// The page name they share.
+        stem: String,
+    },
+    /// A query would change data or read outside the data directory; queries are read only.
+    #[error("{0}")]
+    ReadOnly(String),
+    /// Parquet files under the data directory cannot be read.
+    #[error("{} Parquet file(s) cannot be read: {}; move or delete them, or pass --skip-corrupt to leave them out (counted and reported)", files.len(), describe_corrupt(files))]
+    CorruptFiles {
+        /// Each unreadable file with what is wrong with it.
+        files: Vec<(PathBuf, String)>,
+    },
     /// JSON rendering failed.
     #[error("rendering JSON failed")]
     Json(#[from] serde_json::Error),
+}
+
+/// The first few corrupt files with their faults, for the error message.
+fn describe_corrupt(files: &[(PathBuf, String)]) -> String {
+    let mut shown: Vec<String> = files
+        .iter()
+        .take(5)
+        .map(|(path, fault)| format!("{} ({fault})", path.display()))
+        .collect();
+    if files.len() > 5 {
+        shown.push(format!("and {} more", files.len() - 5));
+    }
+    shown.join(", ")
 }
 
 impl Error {

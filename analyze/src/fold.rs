@@ -262,19 +262,21 @@ pub async fn scan(
         named.sql.to_string()
     };
     // Counted first (from Parquet metadata, mostly) to size the fingerprint table.
-    let counted = ctx
-        .sql(&format!("SELECT COUNT(*) AS n FROM ({sql}) AS scan"))
-        .await
-        .map_err(Error::query(query))?
-        .collect()
-        .await
-        .map_err(Error::query(query))?;
+    let counted = queries::plan_read_only(
+        ctx,
+        query,
+        &format!("SELECT COUNT(*) AS n FROM ({sql}) AS scan"),
+    )
+    .await?
+    .collect()
+    .await
+    .map_err(Error::query(query))?;
     let events = counted
         .first()
         .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>())
         .map_or(0, |n| n.value(0).max(0) as usize);
     let mut seen = Fingerprints::with_capacity(events);
-    let frame = ctx.sql(&sql).await.map_err(Error::query(query))?;
+    let frame = queries::plan_read_only(ctx, query, &sql).await?;
     let mut stream = frame.execute_stream().await.map_err(Error::query(query))?;
     while let Some(batch) = stream.next().await {
         fold(&batch.map_err(Error::query(query))?, &mut seen)?;

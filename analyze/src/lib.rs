@@ -36,6 +36,7 @@ pub use config::{ExperimentSettings, ExperimentsFile};
 pub use error::{Error, Result};
 pub use render::ReportFormat;
 pub use report::{Report, Verdict};
+pub use tables::ReadOptions;
 
 /// Analyses the experiments found under `data_dir` (all of them, or only those in `only`), with the
 /// settings of `experiments`. Reports are sorted by experiment.
@@ -44,9 +45,23 @@ pub async fn analyze(
     experiments: &ExperimentsFile,
     only: &[String],
 ) -> Result<Vec<Report>> {
-    let ctx = tables::session(data_dir).await?;
-    Ok(analyze_in(&ctx, data_dir, experiments, only)
-        .await?
+    analyze_with(data_dir, ReadOptions::default(), experiments, only).await
+}
+
+/// [`analyze`], reading the store as `read` says. A failure on a damaged file names the file.
+pub async fn analyze_with(
+    data_dir: &Path,
+    read: ReadOptions,
+    experiments: &ExperimentsFile,
+    only: &[String],
+) -> Result<Vec<Report>> {
+    let run = async {
+        let ctx = tables::session_with(data_dir, read).await?;
+        analyze_in(&ctx, data_dir, experiments, only).await
+    };
+    Ok(run
+        .await
+        .map_err(|e| tables::explain_failure(data_dir, e))?
         .into_iter()
         .map(|(report, _)| report)
         .collect())
@@ -115,8 +130,21 @@ pub async fn query_with(
     sql: &str,
     params: &[(String, String)],
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
-    let ctx = tables::session(data_dir).await?;
-    query_in(&ctx, "user query", sql, params).await
+    query_with_options(data_dir, ReadOptions::default(), sql, params).await
+}
+
+/// [`query_with`], reading the store as `read` says. A failure on a damaged file names the file.
+pub async fn query_with_options(
+    data_dir: &Path,
+    read: ReadOptions,
+    sql: &str,
+    params: &[(String, String)],
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let run = async {
+        let ctx = tables::session_with(data_dir, read).await?;
+        query_in(&ctx, "user query", sql, params).await
+    };
+    run.await.map_err(|e| tables::explain_failure(data_dir, e))
 }
 
 /// Runs SQL with named parameters in an existing session; `name` says which query failed.
@@ -127,7 +155,7 @@ pub async fn query_in(
     params: &[(String, String)],
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     queries::check_params(sql, params)?;
-    let mut frame = ctx.sql(sql).await.map_err(Error::query(name))?;
+    let mut frame = queries::plan_read_only(ctx, name, sql).await?;
     if !params.is_empty() {
         frame = frame
             .with_param_values(queries::param_values(params))

@@ -199,6 +199,41 @@ pub fn restricted(name: &str, only: &[String]) -> crate::Result<String> {
     ))
 }
 
+/// Plans `sql` read only: every query shiftright runs, its own and the user's, goes through here.
+/// DDL (`CREATE [EXTERNAL] TABLE`, `CREATE VIEW`, `DROP`), DML (`INSERT`, `UPDATE`, `DELETE`,
+/// `COPY`) and statements (`SET`, `PREPARE`, transactions) are refused before anything runs, so a
+/// query can neither change the data nor read or write files outside the registered tables (file
+/// paths as table names are off: the session does not enable URL tables). `name` says which query
+/// failed.
+pub async fn plan_read_only(
+    ctx: &datafusion::prelude::SessionContext,
+    name: &str,
+    sql: &str,
+) -> crate::Result<datafusion::dataframe::DataFrame> {
+    let options = datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    ctx.sql_with_options(sql, options).await.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("DDL not supported")
+            || text.contains("DML not supported")
+            || text.contains("Statement not supported")
+        {
+            crate::Error::ReadOnly(format!(
+                "{name} was refused: queries over the data are read only ({}); \
+                 SELECT, WITH, EXPLAIN and SHOW are allowed, and `--out FILE` writes a result",
+                text.trim_start_matches("Error during planning: ")
+            ))
+        } else {
+            crate::Error::Query {
+                name: name.into(),
+                source: e,
+            }
+        }
+    })
+}
+
 /// Runs the named query `name` and collects its batches; errors name the query.
 pub async fn run_named(
     ctx: &datafusion::prelude::SessionContext,
@@ -208,7 +243,7 @@ pub async fn run_named(
     let sql = named(name)
         .ok_or_else(|| Error::UnknownQuery(name.into()))?
         .sql;
-    let frame = ctx.sql(sql).await.map_err(Error::query(name))?;
+    let frame = plan_read_only(ctx, name, sql).await?;
     frame.collect().await.map_err(Error::query(name))
 }
 

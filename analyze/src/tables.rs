@@ -1,8 +1,18 @@
-//! The DataFusion session: the Parquet store's tables registered as listing tables (each table's
-//! directory is scanned recursively, so every `date=`/`experiment=` partition is included), with
-//! the schemas of `shiftright-schemas` so that an empty or missing table still has its columns.
+//! The DataFusion session: the Parquet store's tables registered as listing tables, with the
+//! schemas of `shiftright-schemas` so that an empty or missing table still has its columns.
+//!
+//! What a reader sees of the store is decided here, once per session:
+//! - a flush batch that a crash left half-renamed (some of its files present, not all) is left
+//!   out until the next ingest start removes it, so a reader never counts half a batch;
+//! - with `--skip-corrupt`, every file's Parquet footer is read first and a file that fails is
+//!   left out, with a warning naming it. Without it, a query that fails on a damaged file is
+//!   answered with the damaged files' names (see [`explain_failure`]).
+//!
+//! A table with nothing left out is registered as its directory (scanned recursively, so every
+//! `date=`/`experiment=` partition is included); otherwise as the list of its files.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -11,14 +21,29 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use shiftright_schemas::Table;
+use shiftright_schemas::batch::{read_footer, BatchId};
+use shiftright_schemas::{BatchFile, Table};
 
 use crate::error::{Error, Result};
 use crate::history::HistoryTable;
 
-/// A session with `requests`, `business`, `exposures` and `dead_letters` registered over `data_dir`,
-/// and the results history (`results`, `decisions`) of `_results/`.
+/// How readers treat the store's files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Leave out files whose Parquet footer cannot be read (each named in a warning) instead of
+    /// failing.
+    pub skip_corrupt: bool,
+}
+
+/// A session with `requests`, `business`, `exposures` and `dead_letters` registered over
+/// `data_dir`, and the results history (`results`, `decisions`) of `_results/`; a damaged file
+/// fails the queries that read it.
 pub async fn session(data_dir: &Path) -> Result<SessionContext> {
+    session_with(data_dir, ReadOptions::default()).await
+}
+
+/// [`session`] with `options`.
+pub async fn session_with(data_dir: &Path, options: ReadOptions) -> Result<SessionContext> {
     if !data_dir.is_dir() {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),
@@ -28,20 +53,16 @@ pub async fn session(data_dir: &Path) -> Result<SessionContext> {
     }
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
-    let mut found = 0;
-    for table in [
-        Table::Requests,
-        Table::Business,
-        Table::Exposures,
-        Table::DeadLetters,
-    ] {
-        let dir = data_dir.join(table.dir_name());
-        found += usize::from(register(&ctx, table.name(), &dir, table.schema())?);
+    let store = Store::scan(data_dir, options)?;
+    for (name, _, schema) in tables(data_dir) {
+        let provider = listing(name, &store.files[name], schema)?;
+        ctx.register_table(name, provider)
+            .map_err(Error::query(name))?;
     }
-    for table in HistoryTable::ALL {
-        register(&ctx, table.name(), &table.dir(data_dir), table.schema())?;
-    }
-    if found == 0 {
+    let found = Table::EVENTS
+        .iter()
+        .any(|t| store.present.contains(t.name()));
+    if !found {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),
             message: "no Parquet tables under it (expected requests/, business/, exposures/); run `shiftright ingest --out` there first".into(),
@@ -50,47 +71,189 @@ pub async fn session(data_dir: &Path) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// Registers `dir` as table `name`: a listing table over its Parquet files, or an empty table with
-/// `schema` when it has none. Returns whether it had files.
-fn register(
-    ctx: &SessionContext,
-    name: &str,
-    dir: &Path,
-    schema: arrow::datatypes::SchemaRef,
-) -> Result<bool> {
-    let has_files = has_parquet(dir);
-    let provider: Arc<dyn datafusion::datasource::TableProvider> = if has_files {
-        let canonical = dir.canonicalize().map_err(|e| Error::NoData {
-            path: dir.to_path_buf(),
-            message: format!("cannot resolve the table directory: {e}"),
-        })?;
-        let url = ListingTableUrl::parse(format!("{}/", canonical.display()))
-            .map_err(Error::query(name))?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(schema);
-        Arc::new(ListingTable::try_new(config).map_err(Error::query(name))?)
-    } else {
-        Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(Error::query(name))?)
+/// Turns a failed query into the names of the damaged files it met, when there are any: every
+/// event table's files have their footers read, and those that fail are listed. Other failures
+/// are returned as they are.
+pub fn explain_failure(data_dir: &Path, error: Error) -> Error {
+    let Error::Query { source, .. } = &error else {
+        return error;
     };
-    ctx.register_table(name, provider)
-        .map_err(Error::query(name))?;
-    Ok(has_files)
+    let text = source.to_string().to_lowercase();
+    if !(text.contains("parquet")
+        || text.contains("footer")
+        || text.contains("i/o")
+        || text.contains("io error"))
+    {
+        return error;
+    }
+    match Store::scan(data_dir, ReadOptions { skip_corrupt: true }) {
+        Ok(store) if !store.corrupt.is_empty() => Error::CorruptFiles {
+            files: store.corrupt,
+        },
+        _ => error,
+    }
 }
 
-/// Whether any `.parquet` file exists below `dir`.
-fn has_parquet(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let path = e.path();
-        if path.is_dir() {
-            has_parquet(&path)
-        } else {
-            path.extension().is_some_and(|x| x == "parquet")
+/// Every table of a session: name, directory and schema. The event tables and dead letters, then
+/// the results history.
+fn tables(data_dir: &Path) -> Vec<(&'static str, PathBuf, arrow::datatypes::SchemaRef)> {
+    let mut all: Vec<_> = [
+        Table::Requests,
+        Table::Business,
+        Table::Exposures,
+        Table::DeadLetters,
+    ]
+    .into_iter()
+    .map(|t| (t.name(), data_dir.join(t.dir_name()), t.schema()))
+    .collect();
+    all.extend(
+        HistoryTable::ALL
+            .into_iter()
+            .map(|t| (t.name(), t.dir(data_dir), t.schema())),
+    );
+    all
+}
+
+/// The directories a session reads tables from. A file written below one of them is data.
+pub fn table_dirs(data_dir: &Path) -> Vec<PathBuf> {
+    tables(data_dir)
+        .into_iter()
+        .map(|(_, dir, _)| dir)
+        .collect()
+}
+
+/// The files a session reads, per table.
+struct Store {
+    files: BTreeMap<&'static str, Vec<PathBuf>>,
+    /// Tables with at least one Parquet file, read or left out.
+    present: BTreeSet<&'static str>,
+    /// Files left out for a footer that cannot be read.
+    corrupt: Vec<(PathBuf, String)>,
+}
+
+impl Store {
+    fn scan(data_dir: &Path, options: ReadOptions) -> Result<Store> {
+        let mut files = BTreeMap::new();
+        let mut present = BTreeSet::new();
+        let mut batches: BTreeMap<BatchId, (usize, BTreeSet<usize>)> = BTreeMap::new();
+        for (table, dir, _) in tables(data_dir) {
+            let found = parquet_files(&dir)?;
+            if !found.is_empty() {
+                present.insert(table);
+            }
+            for path in &found {
+                if let Some(batch) = batch_file(path) {
+                    let entry = batches
+                        .entry(batch.batch())
+                        .or_insert((batch.count, BTreeSet::new()));
+                    entry.1.insert(batch.index);
+                }
+            }
+            files.insert(table, found);
         }
-    })
+        let incomplete: BTreeSet<BatchId> = batches
+            .into_iter()
+            .filter(|(_, (count, present))| present.len() < *count)
+            .map(|(id, _)| id)
+            .collect();
+        let mut store = Store {
+            files,
+            present,
+            corrupt: Vec::new(),
+        };
+        for paths in store.files.values_mut() {
+            paths.retain(|path| {
+                let hidden = batch_file(path).is_some_and(|b| incomplete.contains(&b.batch()));
+                if hidden {
+                    tracing::info!(path = %path.display(), "leaving out a file of a flush batch that is not complete yet (the next ingest start removes or completes it)");
+                }
+                !hidden
+            });
+            if options.skip_corrupt {
+                paths.retain(|path| match read_footer(path) {
+                    Ok(_) => true,
+                    Err(fault) => {
+                        tracing::warn!(path = %path.display(), %fault, "--skip-corrupt: leaving out an unreadable Parquet file");
+                        store.corrupt.push((path.clone(), fault));
+                        false
+                    }
+                });
+            }
+        }
+        if !store.corrupt.is_empty() {
+            tracing::warn!(
+                files = store.corrupt.len(),
+                "--skip-corrupt: {} unreadable Parquet file(s) left out; the results do not include their rows",
+                store.corrupt.len()
+            );
+        }
+        Ok(store)
+    }
+}
+
+fn batch_file(path: &Path) -> Option<BatchFile> {
+    BatchFile::parse(path.file_name()?.to_str()?)
+}
+
+/// A listing table over exactly `files` (none: an empty table with `schema`).
+fn listing(
+    name: &str,
+    files: &[PathBuf],
+    schema: arrow::datatypes::SchemaRef,
+) -> Result<Arc<dyn datafusion::datasource::TableProvider>> {
+    let urls: Vec<ListingTableUrl> = files
+        .iter()
+        .map(|f| {
+            let canonical = f.canonicalize().map_err(|e| Error::NoData {
+                path: f.to_path_buf(),
+                message: format!("cannot resolve a table file: {e}"),
+            })?;
+            ListingTableUrl::parse(canonical.display().to_string()).map_err(Error::query(name))
+        })
+        .collect::<Result<_>>()?;
+    if urls.is_empty() {
+        return Ok(Arc::new(
+            MemTable::try_new(schema, vec![vec![]]).map_err(Error::query(name))?,
+        ));
+    }
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(
+        ListingTable::try_new(config).map_err(Error::query(name))?,
+    ))
+}
+
+/// Every `.parquet` file below `dir` (none when it does not exist), sorted.
+fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(Error::NoData {
+                    path: d,
+                    message: format!("cannot list the table directory: {e}"),
+                })
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(path);
+            } else if path.extension().is_some_and(|x| x == "parquet")
+                && !path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -9,10 +9,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shiftright_ingest::buffer::{Buffers, FlushPolicy, TopicPartition};
+use shiftright_ingest::buffer::{Buffers, FlushPolicy, Position, TopicPartition};
 use shiftright_ingest::dead_letters::DeadLetter;
 use shiftright_ingest::writer::write_batch;
 use shiftright_ingest::{Decoder, IngestConfig};
+use shiftright_schemas::batch::message_fingerprint;
 use shiftright_schemas::Table;
 use shiftright_traffic::{generate, Scenario, TopicNames};
 
@@ -111,11 +112,21 @@ pub fn write_scenario(
         let this = *next;
         *next += 1;
         let tp: &TopicPartition = tp;
+        let at = Position {
+            offset: this,
+            epoch: 0,
+            fingerprint: message_fingerprint(
+                Some(now_ms),
+                Some(message.key.as_bytes()),
+                Some(&message.payload),
+            ),
+        };
         match decoder.decode(message.table, Some(&message.payload), now_ms) {
-            Ok(event) => buffers.push_event(tp, message.table, this, event),
+            Ok(event) => buffers.push_event(tp, message.table, &at, event),
             Err(rejection) => buffers.push_dead_letter(
                 tp,
                 message.table,
+                &at,
                 DeadLetter {
                     topic: tp.topic.clone(),
                     partition: tp.partition,

@@ -47,6 +47,10 @@ pub struct PartitionBuffer {
     pub first_offset: i64,
     /// Offset of the last buffered message.
     pub last_offset: i64,
+    /// Fingerprint of the message at `last_offset` (`shiftright_schemas::batch::message_fingerprint`).
+    pub last_message: String,
+    /// The partition's offset epoch, recorded in the batch's file names.
+    pub epoch: u32,
     /// Good rows by output directory.
     pub rows: BTreeMap<PartitionKey, Vec<Event>>,
     /// Rejected messages by `date=`.
@@ -60,12 +64,14 @@ pub struct PartitionBuffer {
 }
 
 impl PartitionBuffer {
-    fn new(source: TopicPartition, table: Table, offset: i64) -> Self {
+    fn new(source: TopicPartition, table: Table, offset: i64, epoch: u32) -> Self {
         PartitionBuffer {
             source,
             table,
             first_offset: offset,
             last_offset: offset,
+            last_message: String::new(),
+            epoch,
             rows: BTreeMap::new(),
             dead_letters: BTreeMap::new(),
             messages: 0,
@@ -74,10 +80,24 @@ impl PartitionBuffer {
         }
     }
 
-    fn note_offset(&mut self, offset: i64) {
-        self.last_offset = self.last_offset.max(offset);
+    fn note_offset(&mut self, at: &Position) {
+        if at.offset >= self.last_offset {
+            self.last_offset = at.offset;
+            self.last_message.clone_from(&at.fingerprint);
+        }
         self.messages += 1;
     }
+}
+
+/// Where a message was read: its offset, its partition's offset epoch, and its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Kafka offset.
+    pub offset: i64,
+    /// The partition's offset epoch.
+    pub epoch: u32,
+    /// `shiftright_schemas::batch::message_fingerprint` of the message.
+    pub fingerprint: String,
 }
 
 /// When buffers are flushed.
@@ -115,32 +135,45 @@ impl Buffers {
         &mut self,
         source: &TopicPartition,
         table: Table,
-        offset: i64,
+        at: &Position,
     ) -> &mut PartitionBuffer {
         self.by_partition
             .entry(source.clone())
-            .or_insert_with(|| PartitionBuffer::new(source.clone(), table, offset))
+            .or_insert_with(|| PartitionBuffer::new(source.clone(), table, at.offset, at.epoch))
     }
 
-    /// Buffers a good row read at `offset`.
-    pub fn push_event(&mut self, source: &TopicPartition, table: Table, offset: i64, event: Event) {
+    /// Buffers a good row read at `at`. A buffer holds one epoch: the pipeline flushes a
+    /// partition before it starts the next.
+    pub fn push_event(
+        &mut self,
+        source: &TopicPartition,
+        table: Table,
+        at: &Position,
+        event: Event,
+    ) {
         let size = event.approx_bytes();
         let key = PartitionKey {
             date: event.date(),
             experiment: partition_value(event.experiment()),
         };
-        let buffer = self.entry(source, table, offset);
-        buffer.note_offset(offset);
+        let buffer = self.entry(source, table, at);
+        buffer.note_offset(at);
         buffer.bytes += size;
         buffer.rows.entry(key).or_default().push(event);
         self.total_bytes += size;
     }
 
-    /// Buffers a dead letter read at `offset`.
-    pub fn push_dead_letter(&mut self, source: &TopicPartition, table: Table, letter: DeadLetter) {
+    /// Buffers a dead letter read at `at`.
+    pub fn push_dead_letter(
+        &mut self,
+        source: &TopicPartition,
+        table: Table,
+        at: &Position,
+        letter: DeadLetter,
+    ) {
         let size = letter.approx_bytes();
-        let buffer = self.entry(source, table, letter.offset);
-        buffer.note_offset(letter.offset);
+        let buffer = self.entry(source, table, at);
+        buffer.note_offset(at);
         buffer.bytes += size;
         buffer
             .dead_letters

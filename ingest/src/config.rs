@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use shiftright_schemas::batch::MAX_TOPIC_BYTES;
 use shiftright_schemas::Table;
 
 use crate::error::{Error, Result};
@@ -48,6 +49,10 @@ pub struct IngestConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Also send every dead letter to this Kafka topic (at least once); None: Parquet only.
     pub dead_letter_topic: Option<String>,
+    /// When a partition's log is found reset (its offsets went below what the files hold: a topic
+    /// recreated, a broker that lost its log), start a new offset epoch at the log's start instead
+    /// of stopping the partition. The old files stay as they are. Default false.
+    pub accept_offset_reset: bool,
 }
 
 impl IngestConfig {
@@ -72,6 +77,7 @@ impl IngestConfig {
             kafka_options: Vec::new(),
             metrics_addr: None,
             dead_letter_topic: None,
+            accept_offset_reset: false,
         }
     }
 
@@ -110,6 +116,12 @@ impl IngestConfig {
         for (i, topic) in topics.iter().enumerate() {
             if topic.is_empty() {
                 return bad("a topic name is empty".into());
+            }
+            if topic.len() > MAX_TOPIC_BYTES {
+                return bad(format!(
+                    "topic {topic:?} is {} bytes; the ingest names its files after the topic and takes at most {MAX_TOPIC_BYTES}",
+                    topic.len()
+                ));
             }
             if topics[..i].contains(topic) {
                 return bad(format!(

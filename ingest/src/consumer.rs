@@ -17,7 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::buffer::TopicPartition;
 use crate::config::IngestConfig;
 use crate::error::{Error, Result};
-use crate::offsets::recover_partition;
+use crate::offsets::{recover_partition, Resume};
 use crate::stats::IngestStats;
 
 /// The consumer type the pipeline runs.
@@ -26,9 +26,11 @@ pub type IngestConsumer = StreamConsumer<IngestContext>;
 /// What happened in a rebalance, for the pipeline to act on.
 #[derive(Debug)]
 pub enum RebalanceEvent {
-    /// Partitions assigned, with the offset each resumes from (None: the group's committed offset,
-    /// or the earliest when there is none).
-    Assigned(Vec<(TopicPartition, Option<i64>)>),
+    /// Partitions assigned, with where each resumes (None: the group's committed offset, or the
+    /// earliest when there is none). A partition with a recorded last message is sought one
+    /// before its resume offset, so that the pipeline reads that message again and checks that
+    /// the log still holds it.
+    Assigned(Vec<(TopicPartition, Option<Resume>)>),
     /// Partitions taken away: their buffered rows must be dropped, not written.
     Revoked(Vec<TopicPartition>),
     /// A partition's durable progress could not be read; the pipeline stops rather than guess.
@@ -102,18 +104,28 @@ impl ConsumerContext for IngestContext {
                 let mut assigned = Vec::new();
                 for tp in partitions(tpl) {
                     match recover_partition(&self.out_dir, &tp.topic, tp.partition) {
-                        Ok(next) => {
-                            if let Some(offset) = next {
+                        Ok(recovery) => {
+                            self.stats.quarantined(recovery.quarantined.len() as u64);
+                            let resume = recovery.resume;
+                            if let Some(resume) = &resume {
+                                let seek = if resume.last_message.is_some() {
+                                    resume.next_offset - 1
+                                } else {
+                                    resume.next_offset
+                                };
                                 if let Err(e) = tpl.set_partition_offset(
                                     &tp.topic,
                                     tp.partition,
-                                    Offset::Offset(offset),
+                                    Offset::Offset(seek),
                                 ) {
                                     tracing::error!(partition = %tp, error = %e, "cannot set the resume offset");
                                 }
                             }
-                            tracing::info!(partition = %tp, resume_at = ?next, "partition assigned");
-                            assigned.push((tp, next));
+                            tracing::info!(
+                                partition = %tp, resume_at = ?resume.as_ref().map(|r| r.next_offset),
+                                epoch = resume.as_ref().map_or(0, |r| r.epoch), "partition assigned"
+                            );
+                            assigned.push((tp, resume));
                         }
                         Err(e) => self.record(RebalanceEvent::Failed(e)),
                     }

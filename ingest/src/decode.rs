@@ -6,7 +6,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use shiftright_schemas::{Table, MODES};
+use shiftright_schemas::{Table, MAX_ABS_VALUE, MAX_LATENCY_MS, MODES};
 
 use crate::config::IngestConfig;
 
@@ -156,7 +156,8 @@ pub enum RejectReason {
     MissingField,
     /// A field has the wrong JSON type.
     WrongType,
-    /// A field's value is out of its allowed range (negative latency, status outside 100–599, unknown mode, empty id).
+    /// A field's value is out of its allowed range (latency outside 0–24 h, |value| over 10^12,
+    /// status outside 100–599, unknown mode, empty id).
     InvalidValue,
     /// `ts` is neither RFC 3339 nor integer epoch milliseconds.
     InvalidTimestamp,
@@ -302,10 +303,10 @@ impl Decoder {
                     ));
                 }
                 let latency_ms = fields.required_f64("latency_ms")?;
-                if !latency_ms.is_finite() || latency_ms < 0.0 {
+                if !latency_ms.is_finite() || !(0.0..=MAX_LATENCY_MS).contains(&latency_ms) {
                     return Err(Rejection::new(
                         RejectReason::InvalidValue,
-                        format!("latency_ms is {latency_ms}; it must be finite and ≥ 0"),
+                        format!("latency_ms is {latency_ms}; it must be from 0 to {MAX_LATENCY_MS} (24 hours)"),
                     ));
                 }
                 let mode = match fields.optional_str("mode")? {
@@ -338,10 +339,10 @@ impl Decoder {
             }
             Table::Business => {
                 let value = fields.optional_f64("value")?.unwrap_or(0.0);
-                if !value.is_finite() {
+                if !value.is_finite() || value.abs() > MAX_ABS_VALUE {
                     return Err(Rejection::new(
                         RejectReason::InvalidValue,
-                        "value must be finite",
+                        format!("value is {value}; it must be finite and at most {MAX_ABS_VALUE:e} either way"),
                     ));
                 }
                 Event::Business {

@@ -61,6 +61,30 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// Another ingest group is writing to the same output directory.
+    #[error("{} is in use by ingest group {group:?} (running now); two groups on one output would write every row twice. Stop it, use its --group-id to share the work, or pass another --out", out.display())]
+    OutputInUse {
+        /// The output directory.
+        out: PathBuf,
+        /// The group holding it.
+        group: String,
+    },
+    /// Partitions were stopped because their log went below the durable offsets.
+    #[error("stopped {} partition(s) whose Kafka log was reset: {partitions}; nothing was written past the reset. If the topic was recreated or the broker lost its log on purpose, run again with --accept-offset-reset to read the new log into a new offset epoch (old files are kept)", count)]
+    OffsetReset {
+        /// How many partitions.
+        count: usize,
+        /// Each partition with what was seen.
+        partitions: String,
+    },
+    /// Under `--idle-exit`, some configured topics were never read.
+    #[error("stopped after the idle time without reading {topics}: {why}")]
+    NotAssigned {
+        /// The topics.
+        topics: String,
+        /// What was found.
+        why: String,
+    },
     /// A blocking task (Parquet writing) panicked or was cancelled.
     #[error("background writer task failed")]
     Join(#[from] tokio::task::JoinError),

@@ -13,7 +13,10 @@
 //!   temporary files are removed first;
 //! - Kafka offsets are committed only after a batch is durable, so lag tools show the truth;
 //! - on revocation a partition's unwritten rows are dropped, never written late: the next owner
-//!   reads them again from the durable offset.
+//!   reads them again from the durable offset;
+//! - a partition whose Kafka log went below its durable offsets (a topic recreated, a broker that
+//!   lost its log) is stopped, never silently skipped (`continuity`);
+//! - one ingest group at a time writes to an output directory (`lock`).
 //!
 //! Duplicates *sent by producers* (a retry resending an `event_id`) are not removed here; the
 //! analysis counts each `event_id` once.
@@ -22,9 +25,11 @@ pub mod buffer;
 pub mod columns;
 pub mod config;
 pub mod consumer;
+pub mod continuity;
 pub mod dead_letters;
 pub mod decode;
 pub mod error;
+pub mod lock;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;

@@ -1,63 +1,97 @@
-//! The Prometheus endpoint: `GET /metrics` on the configured address, served until shutdown. A
-//! hand-rolled HTTP/1.1 responder is enough for a scrape target and keeps an HTTP stack out of the
-//! ingest's dependencies.
+//! The Prometheus endpoint: `GET /metrics` on the configured address, served until shutdown by
+//! axum's router over hyper's HTTP/1.1 connections. An HTTP stack made for the job parses requests
+//! however they arrive (split across TCP segments, pipelined, kept alive); on top of it the
+//! endpoint bounds what clients can hold, since a scrape target must never starve the ingest of
+//! file descriptors: at most [`MAX_CONNECTIONS`] at once, each with [`HEADER_TIMEOUT`] to send its
+//! request head and [`CONNECTION_LIFETIME`] in all. The text itself is rendered by `stats`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::IngestStats;
 
+/// The content type of Prometheus' text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Time a client has to send a request's head (slowloris).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a connection may stay open, kept alive or not.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The endpoint's routes: `/metrics`, and a 404 that says where the metrics are.
+pub fn router(stats: Arc<IngestStats>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(stats)
+}
+
 /// Serves `stats` on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, stats: Arc<IngestStats>, shutdown: CancellationToken) {
+    let app = router(stats);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        tokio::select! {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let stats = stats.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = respond(stream, &stats).await {
-                            tracing::debug!(error = %e, "metrics request failed");
-                        }
-                    });
-                }
+                Ok((stream, _)) => stream,
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics endpoint cannot accept connections");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                served = tokio::time::timeout(CONNECTION_LIFETIME, connection) => {
+                    if let Ok(Err(e)) = served {
+                        tracing::debug!(error = %e, "metrics connection failed");
+                    }
                 }
             }
-        }
+        });
     }
 }
 
-async fn respond(mut stream: TcpStream, stats: &IngestStats) -> std::io::Result<()> {
-    let mut request = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
-    let line = String::from_utf8_lossy(&request[..n]);
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, content_type, body) = if path == "/metrics" || path.starts_with("/metrics?") {
-        (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            stats.render_prometheus(),
-        )
-    } else {
-        (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "shiftright ingest: metrics are at /metrics\n".to_string(),
-        )
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+async fn metrics(State(stats): State<Arc<IngestStats>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        stats.render_prometheus(),
+    )
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        "shiftright ingest: metrics are at /metrics\n",
+    )
 }

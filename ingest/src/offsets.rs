@@ -1,77 +1,53 @@
 //! Durable progress, read back from the Parquet files themselves.
 //!
-//! Each flush batch of a partition writes files named
-//! `p<partition>-<first offset>-<last offset>-<i>of<n>-<topic>.parquet` (the same facts are in the
-//! files' key-value metadata). On assignment of a partition the consumer resumes at one past the
-//! last offset of the newest *complete* batch: a batch whose n files are all present. A crash in the
-//! middle of renaming a batch leaves it incomplete; its files are removed and its rows rewritten, so
-//! nothing is counted twice. Temporary files a crash left behind are removed at the same time.
+//! Each flush batch of a partition writes files named as `shiftright_schemas::batch` says, with
+//! the partition, offset epoch and offset range in their names and footers. On assignment of a
+//! partition the consumer resumes at one past the last offset of the newest *sound* batch (highest
+//! epoch, then highest offset):
+//! - a batch whose n files are not all present was cut short by a crash mid-rename: its files are
+//!   removed and its rows read again, so nothing is counted twice;
+//! - a complete batch whose footers do not check out (truncated, not Parquet, or recording other
+//!   offsets than their names) is moved whole to `OUT/_quarantine/` (same relative paths, kept for
+//!   inspection) and its rows read again, so a damaged file is never trusted as progress;
+//! - temporary files a crash left behind are removed.
 
 use std::path::{Path, PathBuf};
 
-use shiftright_schemas::Table;
+use shiftright_schemas::batch::BatchId;
+use shiftright_schemas::{BatchFile, Table};
 
 use crate::error::{Error, Result};
 
-/// One durable file's place in its batch, parsed from its name.
+/// Where quarantined batches go, under the output root. Readers never list it.
+pub const QUARANTINE_DIR: &str = "_quarantine";
+
+/// Where a partition resumes, recovered from its newest sound batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchFile {
-    /// Kafka topic.
-    pub topic: String,
-    /// Kafka partition.
-    pub partition: i32,
-    /// First offset of the batch.
-    pub first_offset: i64,
-    /// Last offset of the batch.
-    pub last_offset: i64,
-    /// 1-based index of the file in its batch.
-    pub index: usize,
-    /// Number of files in the batch.
-    pub count: usize,
+pub struct Resume {
+    /// One past the batch's last offset.
+    pub next_offset: i64,
+    /// The batch's offset epoch.
+    pub epoch: u32,
+    /// Fingerprint of the batch's last message (None for files written before it was recorded):
+    /// the pipeline checks that the log still holds that message at `next_offset - 1`.
+    pub last_message: Option<String>,
 }
 
-impl BatchFile {
-    /// The file name, without directory.
-    pub fn file_name(&self) -> String {
-        format!(
-            "p{:05}-{:020}-{:020}-{}of{}-{}.parquet",
-            self.partition, self.first_offset, self.last_offset, self.index, self.count, self.topic
-        )
-    }
-
-    /// The name the file has while it is written: hidden, and without the `.parquet` ending so that
-    /// no reader ever lists it.
-    pub fn temp_name(&self) -> String {
-        format!(".{}.tmp", self.file_name())
-    }
-
-    /// Parses a durable file name; None for anything else.
-    pub fn parse(name: &str) -> Option<BatchFile> {
-        let rest = name.strip_prefix('p')?.strip_suffix(".parquet")?;
-        let mut parts = rest.splitn(5, '-');
-        let partition = parts.next()?.parse().ok()?;
-        let first_offset = parts.next()?.parse().ok()?;
-        let last_offset = parts.next()?.parse().ok()?;
-        let (index, count) = parts.next()?.split_once("of")?;
-        let topic = parts.next()?.to_string();
-        Some(BatchFile {
-            topic,
-            partition,
-            first_offset,
-            last_offset,
-            index: index.parse().ok()?,
-            count: count.parse().ok()?,
-        })
-    }
+/// What recovery did besides finding the resume point, for logs and metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The resume point; None when the partition has no sound batch.
+    pub resume: Option<Resume>,
+    /// Batches moved to the quarantine: each one's files (at their new place) and what was wrong.
+    pub quarantined: Vec<(Vec<PathBuf>, String)>,
 }
 
-/// The next offset to read from `topic`/`partition`, from the durable files under `out_dir`; None
-/// when no file of that partition exists. Removes the partition's temporary files and incomplete
-/// batches (see the module docs). Only the partition's current owner may call it.
-pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<Option<i64>> {
+/// Recovers `topic`/`partition` from the durable files under `out_dir` (see the module docs).
+/// Only the partition's current owner may call it.
+pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<Recovery> {
     let mut files: Vec<(BatchFile, PathBuf)> = Vec::new();
     let temp_suffix = format!("-{topic}.parquet.tmp");
-    let temp_prefix = format!(".p{partition:05}-");
+    let temp_prefix = format!(".p{partition:05}");
     for table in [
         Table::Requests,
         Table::Business,
@@ -81,9 +57,13 @@ pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<
         let root = out_dir.join(table.dir_name());
         walk(&root, &mut |path, name| {
             if name.starts_with(&temp_prefix) && name.ends_with(&temp_suffix) {
-                tracing::info!(path = %path.display(), "removing a temporary file left by an interrupted flush");
-                std::fs::remove_file(path)
-                    .map_err(|e| Error::io(path, "removing a temporary file", e))?;
+                if BatchFile::parse(&name[1..name.len() - 4])
+                    .is_some_and(|f| f.partition == partition && f.topic == topic)
+                {
+                    tracing::info!(path = %path.display(), "removing a temporary file left by an interrupted flush");
+                    std::fs::remove_file(path)
+                        .map_err(|e| Error::io(path, "removing a temporary file", e))?;
+                }
             } else if let Some(file) = BatchFile::parse(name) {
                 if file.topic == topic && file.partition == partition {
                     files.push((file, path.to_path_buf()));
@@ -94,31 +74,106 @@ pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<
     }
     // Newest batch first; only the newest can be incomplete, since batches are written one at a time.
     files.sort_by(|a, b| {
-        b.0.last_offset
-            .cmp(&a.0.last_offset)
+        (b.0.epoch, b.0.last_offset, b.0.first_offset)
+            .cmp(&(a.0.epoch, a.0.last_offset, a.0.first_offset))
             .then(a.0.index.cmp(&b.0.index))
     });
-    while let Some((newest, _)) = files.first() {
-        let (first, last, count) = (newest.first_offset, newest.last_offset, newest.count);
-        let batch_len = files
-            .iter()
-            .take_while(|(f, _)| f.first_offset == first && f.last_offset == last)
-            .count();
-        let mut indexes: Vec<usize> = files[..batch_len].iter().map(|(f, _)| f.index).collect();
-        indexes.dedup();
-        if indexes.len() == count && files[..batch_len].iter().all(|(f, _)| f.count == count) {
-            return Ok(Some(last + 1));
+    let mut recovery = Recovery::default();
+    // The newest epoch with a batch removed or quarantined, and the start of its oldest such
+    // batch: with no sound batch of that epoch before it, reading resumes there (the group's
+    // committed offset may already be past it).
+    let mut dropped_from: Option<(u32, i64)> = None;
+    let dropped = |from: &mut Option<(u32, i64)>, batch: &BatchId| {
+        if from.is_none_or(|(epoch, _)| epoch == batch.epoch) {
+            *from = Some((batch.epoch, batch.first_offset));
         }
-        for (_, path) in files.drain(..batch_len) {
-            tracing::warn!(
-                path = %path.display(), topic, partition, first, last,
-                "removing a file of an incomplete flush batch; its rows will be read again"
-            );
-            std::fs::remove_file(&path)
-                .map_err(|e| Error::io(&path, "removing an incomplete batch", e))?;
+    };
+    while let Some((newest, _)) = files.first() {
+        let batch = newest.batch();
+        let count = newest.count;
+        let batch_len = files.iter().take_while(|(f, _)| f.batch() == batch).count();
+        let members: Vec<(BatchFile, PathBuf)> = files.drain(..batch_len).collect();
+        let mut indexes: Vec<usize> = members.iter().map(|(f, _)| f.index).collect();
+        indexes.dedup();
+        if indexes.len() != count || members.iter().any(|(f, _)| f.count != count) {
+            for (_, path) in &members {
+                tracing::warn!(
+                    path = %path.display(), topic, partition, first = batch.first_offset, last = batch.last_offset,
+                    "removing a file of an incomplete flush batch; its rows will be read again"
+                );
+                std::fs::remove_file(path)
+                    .map_err(|e| Error::io(path, "removing an incomplete batch", e))?;
+            }
+            dropped(&mut dropped_from, &batch);
+            continue;
+        }
+        let mut last_message = None;
+        let mut fault = None;
+        for (file, path) in &members {
+            match file.check_footer(path) {
+                Ok(footer) => last_message = last_message.or(footer.last_message),
+                Err(why) => {
+                    fault = Some(format!("{}: {why}", path.display()));
+                    break;
+                }
+            }
+        }
+        match fault {
+            None => {
+                if let Some((epoch, first)) = dropped_from.filter(|(e, _)| *e > batch.epoch) {
+                    // (Batches of one epoch are dropped newest first; `dropped_from` keeps the
+                    // newest epoch's oldest.)
+                    // Every batch of the newer epoch was dropped: that epoch's log is the one
+                    // to read, from where its first dropped batch began.
+                    recovery.resume = Some(Resume {
+                        next_offset: first,
+                        epoch,
+                        last_message: None,
+                    });
+                    return Ok(recovery);
+                }
+                recovery.resume = Some(Resume {
+                    next_offset: batch.last_offset + 1,
+                    epoch: batch.epoch,
+                    last_message,
+                });
+                return Ok(recovery);
+            }
+            Some(why) => {
+                tracing::error!(
+                    topic, partition, first = batch.first_offset, last = batch.last_offset, fault = %why,
+                    "a flush batch is damaged: moving it to {QUARANTINE_DIR}/ and reading its rows again"
+                );
+                let mut moved = Vec::with_capacity(members.len());
+                for (_, path) in &members {
+                    moved.push(quarantine(out_dir, path)?);
+                }
+                recovery.quarantined.push((moved, why));
+                dropped(&mut dropped_from, &batch);
+            }
         }
     }
-    Ok(None)
+    recovery.resume = dropped_from.map(|(epoch, first)| Resume {
+        next_offset: first,
+        epoch,
+        last_message: None,
+    });
+    Ok(recovery)
+}
+
+/// Moves `path` (under `out_dir`) to the same relative place under `out_dir/_quarantine/`, durably.
+fn quarantine(out_dir: &Path, path: &Path) -> Result<PathBuf> {
+    let relative = path.strip_prefix(out_dir).unwrap_or(path);
+    let target = out_dir.join(QUARANTINE_DIR).join(relative);
+    if let Some(parent) = target.parent() {
+        crate::writer::create_dir_durably(parent)?;
+    }
+    std::fs::rename(path, &target)
+        .map_err(|e| Error::io(path, "moving a damaged file to the quarantine", e))?;
+    for dir in [target.parent(), path.parent()].into_iter().flatten() {
+        crate::writer::sync_dir(dir)?;
+    }
+    Ok(target)
 }
 
 /// Calls `visit` on every file below `dir` (missing directories are empty).
@@ -147,10 +202,11 @@ fn walk(dir: &Path, visit: &mut dyn FnMut(&Path, &str) -> Result<()>) -> Result<
 mod tests {
     use super::*;
 
-    fn file(first: i64, last: i64, index: usize, count: usize) -> BatchFile {
+    fn file(epoch: u32, first: i64, last: i64, index: usize, count: usize) -> BatchFile {
         BatchFile {
             topic: "my-topic.v2".into(),
             partition: 3,
+            epoch,
             first_offset: first,
             last_offset: last,
             index,
@@ -158,62 +214,128 @@ mod tests {
         }
     }
 
-    #[test]
-    fn names_round_trip_even_with_dashes_in_the_topic() {
-        let f = file(10, 99, 2, 3);
-        assert_eq!(BatchFile::parse(&f.file_name()), Some(f.clone()));
-        assert_eq!(BatchFile::parse(&f.temp_name()), None);
-        assert_eq!(BatchFile::parse("part-0.parquet"), None);
-    }
-
-    fn touch(dir: &Path, sub: &str, name: &str) -> PathBuf {
+    /// Writes a real one-row Parquet file for `f` (as the writer would), or junk.
+    fn put(dir: &Path, sub: &str, f: &BatchFile, sound: bool) -> PathBuf {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).unwrap();
-        let p = d.join(name);
-        std::fs::write(&p, b"x").unwrap();
+        let p = d.join(f.file_name());
+        if sound {
+            crate::writer::write_test_file(&p, f);
+        } else {
+            std::fs::write(&p, b"PAR1 truncated").unwrap();
+        }
         p
     }
 
     #[test]
-    fn resumes_after_the_newest_complete_batch_and_removes_the_rest() {
+    fn resumes_after_the_newest_sound_batch_and_removes_the_rest() {
         let out = tempfile::tempdir().unwrap();
         let o = out.path();
-        touch(
+        put(
             o,
             "requests/date=2026-01-01/experiment=a",
-            &file(0, 9, 1, 2).file_name(),
+            &file(0, 0, 9, 1, 2),
+            true,
         );
-        touch(
+        put(
             o,
             "_dead_letters/date=2026-01-01",
-            &file(0, 9, 2, 2).file_name(),
+            &file(0, 0, 9, 2, 2),
+            true,
         );
         // A batch whose second file never got renamed, plus its temporary file.
-        let partial = touch(
+        let partial = put(
             o,
             "requests/date=2026-01-01/experiment=b",
-            &file(10, 19, 1, 2).file_name(),
+            &file(0, 10, 19, 1, 2),
+            true,
         );
-        let temp = touch(
-            o,
-            "requests/date=2026-01-01/experiment=b",
-            &file(10, 19, 2, 2).temp_name(),
-        );
+        let temp = o
+            .join("requests/date=2026-01-01/experiment=b")
+            .join(file(0, 10, 19, 2, 2).temp_name());
+        std::fs::write(&temp, b"x").unwrap();
         // Another partition's files are not touched.
         let other = BatchFile {
             partition: 4,
-            ..file(0, 99, 1, 2)
+            ..file(0, 0, 99, 1, 1)
         };
-        let other_path = touch(
-            o,
-            "requests/date=2026-01-01/experiment=a",
-            &other.file_name(),
-        );
+        let other_path = put(o, "requests/date=2026-01-01/experiment=a", &other, true);
 
-        assert_eq!(recover_partition(o, "my-topic.v2", 3).unwrap(), Some(10));
+        let recovered = recover_partition(o, "my-topic.v2", 3).unwrap();
+        assert_eq!(recovered.resume.map(|r| r.next_offset), Some(10));
         assert!(!partial.exists());
         assert!(!temp.exists());
         assert!(other_path.exists());
-        assert_eq!(recover_partition(o, "my-topic.v2", 7).unwrap(), None);
+        assert_eq!(recover_partition(o, "my-topic.v2", 7).unwrap().resume, None);
+    }
+
+    /// Puts `(file, sound)` pairs in one experiment directory and recovers the partition.
+    fn resume_after(files: &[(BatchFile, bool)]) -> Resume {
+        let out = tempfile::tempdir().unwrap();
+        for (f, sound) in files {
+            put(
+                out.path(),
+                "requests/date=2026-01-01/experiment=a",
+                f,
+                *sound,
+            );
+        }
+        recover_partition(out.path(), "my-topic.v2", 3)
+            .unwrap()
+            .resume
+            .unwrap()
+    }
+
+    #[test]
+    fn a_newer_epoch_whose_batches_were_all_dropped_is_read_again_in_that_epoch() {
+        let resume = resume_after(&[
+            (file(0, 0, 999, 1, 1), true),
+            (file(1, 0, 49, 1, 1), false),
+            (file(1, 50, 99, 1, 2), true),
+        ]);
+        assert_eq!(
+            (resume.epoch, resume.next_offset, resume.last_message),
+            (1, 0, None)
+        );
+    }
+
+    #[test]
+    fn with_no_sound_batch_left_reading_resumes_where_the_dropped_ones_began() {
+        let resume = resume_after(&[(file(0, 300, 599, 1, 1), false)]);
+        assert_eq!((resume.next_offset, resume.last_message), (300, None));
+    }
+
+    #[test]
+    fn a_damaged_batch_is_quarantined_and_the_one_before_it_decides() {
+        let out = tempfile::tempdir().unwrap();
+        let o = out.path();
+        put(
+            o,
+            "requests/date=2026-01-01/experiment=a",
+            &file(0, 0, 9, 1, 1),
+            true,
+        );
+        let bad = put(
+            o,
+            "requests/date=2026-01-01/experiment=a",
+            &file(0, 10, 19, 1, 1),
+            false,
+        );
+        let recovered = recover_partition(o, "my-topic.v2", 3).unwrap();
+        assert_eq!(recovered.resume.as_ref().map(|r| r.next_offset), Some(10));
+        assert_eq!(recovered.quarantined.len(), 1);
+        assert!(!bad.exists());
+        assert!(o
+            .join(QUARANTINE_DIR)
+            .join("requests/date=2026-01-01/experiment=a")
+            .join(file(0, 10, 19, 1, 1).file_name())
+            .exists());
+        assert!(recovered.resume.unwrap().last_message.is_some());
+    }
+
+    #[test]
+    fn the_newest_epoch_decides_whatever_its_offsets() {
+        let resume = resume_after(&[(file(0, 0, 999, 1, 1), true), (file(1, 0, 49, 1, 1), true)]);
+        assert_eq!((resume.epoch, resume.next_offset), (1, 50));
     }
 }

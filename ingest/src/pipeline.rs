@@ -1,8 +1,9 @@
 //! The one loop of the ingest service: shutdown | flush tick | message, with rebalance events
 //! drained after every poll. Flushes are awaited inline, so the consumer is not polled while a
-//! flush is in progress and a revocation can never complete in the middle of one.
+//! flush is in progress and a revocation can never complete in the middle of one. Each message's
+//! offset is checked against its partition's durable progress first (`continuity`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,14 +14,20 @@ use rdkafka::{Offset, TopicPartitionList};
 use shiftright_schemas::Table;
 use tokio_util::sync::CancellationToken;
 
-use crate::buffer::{Buffers, FlushPolicy, TopicPartition};
+use crate::buffer::{Buffers, FlushPolicy, Position, TopicPartition};
 use crate::config::IngestConfig;
 use crate::consumer::{create_consumer, IngestConsumer, RebalanceEvent};
+use crate::continuity::{Continuity, Verdict};
 use crate::dead_letters::{DeadLetter, DeadLetterForwarder};
 use crate::decode::{Decoder, RejectReason, Rejection};
 use crate::error::{Error, Result};
+use crate::lock::{lock_output, OutputLock};
 use crate::stats::{IngestStats, IngestSummary};
 use crate::writer::write_batch;
+use shiftright_schemas::batch::message_fingerprint;
+
+/// Under `--idle-exit`, how long at least a consumer that was never assigned a partition waits.
+pub const FIRST_ASSIGNMENT_GRACE: Duration = Duration::from_secs(30);
 
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +49,14 @@ struct Pipeline {
     durable: HashMap<TopicPartition, i64>,
     /// Last message or assignment: `--idle-exit` counts from here.
     idle_since: Instant,
+    /// Each assigned partition's continuity with its durable files.
+    continuity: HashMap<TopicPartition, Continuity>,
+    /// Partitions stopped after a reset, with what was seen (once each, however often assigned).
+    stopped: BTreeMap<TopicPartition, String>,
+    /// Topics that had a partition assigned at some point.
+    assigned_topics: BTreeSet<String>,
+    /// Held while the ingest runs: no other group writes to the output.
+    _lock: OutputLock,
 }
 
 /// Runs the ingest until `shutdown` is cancelled (or, with `idle_exit`, until no message came for
@@ -70,6 +85,7 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    let lock = lock_output(&config.out_dir, &config.group_id)?;
     let consumer = create_consumer(&config, stats.clone())?;
     let policy = FlushPolicy {
         rows: config.flush_rows,
@@ -93,6 +109,10 @@ pub async fn run(
         stats,
         durable: HashMap::new(),
         idle_since: Instant::now(),
+        continuity: HashMap::new(),
+        stopped: BTreeMap::new(),
+        assigned_topics: BTreeSet::new(),
+        _lock: lock,
     };
     let stop = pipeline.run_loop(&consumer, &shutdown).await?;
     pipeline.finish(&consumer, stop).await
@@ -121,6 +141,13 @@ impl Pipeline {
                         self.flush(consumer, &tp).await?;
                     }
                     if let Some(idle) = self.config.idle_exit {
+                        // Joining a group can take a session timeout and a rebalance (after a
+                        // crash, under load); a consumer never assigned anything waits that out.
+                        let idle = if self.assigned_topics.is_empty() {
+                            idle.max(FIRST_ASSIGNMENT_GRACE)
+                        } else {
+                            idle
+                        };
                         if self.idle_since.elapsed() >= idle {
                             return Ok(Stop::Idle);
                         }
@@ -130,9 +157,32 @@ impl Pipeline {
                     self.apply_rebalance_events(consumer)?;
                     match received {
                         Ok(message) => {
-                            let tp = self.buffer_message(&message);
-                            drop(message);
                             self.idle_since = Instant::now();
+                            let tp = TopicPartition {
+                                topic: message.topic().to_string(),
+                                partition: message.partition(),
+                            };
+                            let at = Position {
+                                offset: message.offset(),
+                                epoch: 0,
+                                fingerprint: message_fingerprint(
+                                    message.timestamp().to_millis(),
+                                    message.key(),
+                                    message.payload(),
+                                ),
+                            };
+                            let state = self.continuity.entry(tp.clone()).or_default();
+                            let at = Position { epoch: state.epoch, ..at };
+                            match state.check(at.offset, &at.fingerprint) {
+                                Verdict::Keep => self.buffer_message(&message, &tp, &at),
+                                Verdict::Skip => continue,
+                                Verdict::Reset(seen) => {
+                                    drop(message);
+                                    self.on_reset(consumer, &tp, seen).await?;
+                                    continue;
+                                }
+                            }
+                            drop(message);
                             if self.buffers.is_full(&tp) {
                                 self.flush(consumer, &tp).await?;
                             }
@@ -159,7 +209,14 @@ impl Pipeline {
             match event {
                 // Joining a group can take a session timeout after a crash; idleness counts from
                 // the assignment, so `--idle-exit` never stops a consumer that has not started.
-                RebalanceEvent::Assigned(_) => self.idle_since = Instant::now(),
+                RebalanceEvent::Assigned(partitions) => {
+                    self.idle_since = Instant::now();
+                    for (tp, resume) in partitions {
+                        self.assigned_topics.insert(tp.topic.clone());
+                        self.continuity
+                            .insert(tp, Continuity::resumed(resume.as_ref()));
+                    }
+                }
                 RebalanceEvent::Revoked(partitions) => {
                     for tp in partitions {
                         if let Some(dropped) = self.buffers.take(&tp) {
@@ -169,6 +226,7 @@ impl Pipeline {
                             );
                         }
                         self.durable.remove(&tp);
+                        self.continuity.remove(&tp);
                         self.stats.forget(&tp);
                     }
                 }
@@ -178,13 +236,14 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Decodes a message into the buffers; returns its partition.
-    fn buffer_message(&mut self, message: &BorrowedMessage<'_>) -> TopicPartition {
+    /// Decodes a message read at `at` into the buffers.
+    fn buffer_message(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        tp: &TopicPartition,
+        at: &Position,
+    ) {
         self.stats.message();
-        let tp = TopicPartition {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-        };
         let now_ms = now_ms();
         let table = self.config.table_of(&tp.topic);
         let decoded = match table {
@@ -196,7 +255,7 @@ impl Pipeline {
         };
         let table = table.unwrap_or(Table::DeadLetters);
         match decoded {
-            Ok(event) => self.buffers.push_event(&tp, table, message.offset(), event),
+            Ok(event) => self.buffers.push_event(tp, table, at, event),
             Err(rejection) => {
                 tracing::debug!(partition = %tp, offset = message.offset(), reason = %rejection.reason, detail = %rejection.detail, "dead letter");
                 let letter = DeadLetter {
@@ -209,10 +268,133 @@ impl Pipeline {
                     key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().map(<[u8]>::to_vec),
                 };
-                self.buffers.push_dead_letter(&tp, table, letter);
+                self.buffers.push_dead_letter(tp, table, at, letter);
             }
         }
-        tp
+    }
+
+    /// A partition's log was found reset (`seen` says how). Its buffered rows were read before
+    /// the reset and are written first; then the partition either starts its next offset epoch
+    /// at the log's start (`--accept-offset-reset`) or is paused and reported.
+    async fn on_reset(
+        &mut self,
+        consumer: &IngestConsumer,
+        tp: &TopicPartition,
+        seen: String,
+    ) -> Result<()> {
+        self.flush(consumer, tp).await?;
+        let state = self.continuity.entry(tp.clone()).or_default();
+        if self.config.accept_offset_reset {
+            state.next_epoch();
+            tracing::warn!(
+                partition = %tp, %seen, epoch = state.epoch,
+                "the partition's log was reset; --accept-offset-reset: reading it from its start into a new offset epoch (the old files are kept)"
+            );
+            self.stats.offset_reset(tp, true);
+            consumer
+                .seek(
+                    &tp.topic,
+                    tp.partition,
+                    Offset::Beginning,
+                    Duration::from_secs(10),
+                )
+                .map_err(|source| Error::Kafka {
+                    context: format!("seeking {tp} to the start of its new log"),
+                    source,
+                })?;
+        } else {
+            state.stopped = true;
+            tracing::error!(
+                partition = %tp, %seen,
+                "the partition's log was reset below the durable offsets: stopping this partition; nothing past the reset is written (see --accept-offset-reset)"
+            );
+            self.stats.offset_reset(tp, false);
+            let mut paused = TopicPartitionList::new();
+            paused.add_partition(&tp.topic, tp.partition);
+            if let Err(e) = consumer.pause(&paused) {
+                tracing::warn!(partition = %tp, error = %e, "cannot pause the partition; its messages are dropped unread");
+            }
+            self.stopped.insert(tp.clone(), seen);
+        }
+        Ok(())
+    }
+
+    /// Under `--idle-exit`: a partition still waiting to re-read its last durable message may sit
+    /// on a log that ends below it (reset, and nothing produced since), which no message would
+    /// reveal; the watermarks do. And a topic that never had a partition assigned was never read.
+    async fn idle_checks(&mut self, consumer: &IngestConsumer) -> Result<()> {
+        let waiting: Vec<(TopicPartition, i64)> = self
+            .continuity
+            .iter()
+            .filter(|(_, c)| !c.stopped)
+            .filter_map(|(tp, c)| Some((tp.clone(), c.verifying()?)))
+            .collect();
+        for (tp, at) in waiting {
+            match consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5)) {
+                Ok((_, high)) if high <= at => {
+                    let seen = format!(
+                        "the log ends at offset {high}, below the durable offset {}",
+                        at + 1
+                    );
+                    self.on_reset(consumer, &tp, seen).await?;
+                }
+                Ok(_) => {
+                    tracing::warn!(partition = %tp, offset = at, "the last durable message was not read again before the idle exit; the log was not checked")
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "cannot read the watermarks; the log was not checked")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Under `--idle-exit`, the topics never read, if any, as an error that says why.
+    fn unread_topics(&self, consumer: &IngestConsumer) -> Option<Error> {
+        let unread: Vec<&str> = self
+            .config
+            .topics()
+            .into_iter()
+            .filter(|t| !self.assigned_topics.contains(*t))
+            .collect();
+        if unread.is_empty() {
+            return None;
+        }
+        let idle = humanize(
+            self.config
+                .idle_exit
+                .unwrap_or_default()
+                .max(FIRST_ASSIGNMENT_GRACE),
+        );
+        if self.assigned_topics.is_empty() {
+            return Some(Error::NotAssigned {
+                topics: unread.join(", "),
+                why: format!(
+                    "no partition was assigned to this consumer in {idle}; check that the broker at {} is reachable and that the topics exist (or, in a group with more members than partitions, that this member was meant to idle)",
+                    self.config.brokers
+                ),
+            });
+        }
+        // Others were read: a topic unread here may be another group member's, or missing.
+        let missing: Vec<&str> = unread
+            .into_iter()
+            .filter(
+                |topic| match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+                    Ok(metadata) => metadata
+                        .topics()
+                        .iter()
+                        .all(|t| t.error().is_some() || t.partitions().is_empty()),
+                    Err(_) => true,
+                },
+            )
+            .collect();
+        (!missing.is_empty()).then(|| Error::NotAssigned {
+            topics: missing.join(", "),
+            why: format!(
+                "the broker at {} does not know them; create them, or name the right ones (--requests-topic, --business-topic, --exposures-topic)",
+                self.config.brokers
+            ),
+        })
     }
 
     /// Writes a partition's buffer durably, then commits its offset.
@@ -272,6 +454,9 @@ impl Pipeline {
 
     async fn finish(mut self, consumer: &IngestConsumer, stop: Stop) -> Result<IngestSummary> {
         self.apply_rebalance_events(consumer)?;
+        if stop == Stop::Idle {
+            self.idle_checks(consumer).await?;
+        }
         let pending = self.buffers.total_messages();
         tracing::info!(reason = ?stop, buffered_messages = pending, "stopping: flushing every buffer");
         for tp in self.buffers.partitions() {
@@ -281,8 +466,28 @@ impl Pipeline {
         self.commit(consumer, &durable, CommitMode::Sync);
         let summary = self.stats.snapshot();
         tracing::info!(?summary, "ingest stopped");
+        if !self.stopped.is_empty() {
+            return Err(Error::OffsetReset {
+                count: self.stopped.len(),
+                partitions: self
+                    .stopped
+                    .iter()
+                    .map(|(tp, seen)| format!("{tp}: {seen}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        if stop == Stop::Idle {
+            if let Some(error) = self.unread_topics(consumer) {
+                return Err(error);
+            }
+        }
         Ok(summary)
     }
+}
+
+fn humanize(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 fn now_ms() -> i64 {

@@ -37,6 +37,8 @@ pub struct PartitionGauges {
     pub next_durable_offset: Option<i64>,
     /// High watermark minus the committed offset, from librdkafka's statistics.
     pub lag: Option<i64>,
+    /// Whether the partition is stopped because its log was found reset.
+    pub stopped: bool,
 }
 
 /// Live counters; cheap to update from the pipeline and to read from anywhere.
@@ -51,6 +53,9 @@ pub struct IngestStats {
     flush_micros: AtomicU64,
     flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
     partitions: Mutex<BTreeMap<TopicPartition, PartitionGauges>>,
+    quarantined: AtomicU64,
+    /// Offset resets found: [stopped, accepted].
+    offset_resets: [AtomicU64; 2],
 }
 
 /// A copy of the main counters at one moment.
@@ -137,15 +142,40 @@ impl IngestStats {
         });
     }
 
+    /// Damaged flush batches were moved to the quarantine at recovery.
+    pub fn quarantined(&self, batches: u64) {
+        self.quarantined.fetch_add(batches, Ordering::Relaxed);
+    }
+
+    /// A partition's log was found reset; `accepted`: a new epoch was started, else the partition
+    /// was stopped.
+    pub fn offset_reset(&self, source: &TopicPartition, accepted: bool) {
+        self.offset_resets[usize::from(accepted)].fetch_add(1, Ordering::Relaxed);
+        if !accepted {
+            self.with_partitions(|p| p.entry(source.clone()).or_default().stopped = true);
+        }
+    }
+
     /// Records the consumer lag of a partition (from librdkafka's statistics).
     pub fn set_lag(&self, source: TopicPartition, lag: i64) {
         self.with_partitions(|p| p.entry(source).or_default().lag = Some(lag));
     }
 
-    /// Forgets a partition's gauges (it was revoked).
+    /// Forgets a partition's gauges (it was revoked), but for `stopped`, which stays until the
+    /// process ends (it exits 1 for it).
     pub fn forget(&self, source: &TopicPartition) {
         self.with_partitions(|p| {
-            p.remove(source);
+            if p.get(source).is_some_and(|g| g.stopped) {
+                p.insert(
+                    source.clone(),
+                    PartitionGauges {
+                        stopped: true,
+                        ..PartitionGauges::default()
+                    },
+                );
+            } else {
+                p.remove(source);
+            }
         });
     }
 
@@ -288,6 +318,33 @@ impl IngestStats {
             "High watermark minus committed offset, per partition.",
             &gauge(|g| g.lag),
         );
+        family(
+            "shiftright_partition_stopped",
+            "gauge",
+            "1 for a partition stopped because its log went below the durable offsets.",
+            &gauge(|g| g.stopped.then_some(1)),
+        );
+        family(
+            "shiftright_offset_resets_total",
+            "counter",
+            "Partition logs found reset below the durable offsets, by what was done.",
+            &[
+                (
+                    "{action=\"stopped\"}".to_string(),
+                    get(&self.offset_resets[0]).to_string(),
+                ),
+                (
+                    "{action=\"accepted\"}".to_string(),
+                    get(&self.offset_resets[1]).to_string(),
+                ),
+            ],
+        );
+        family(
+            "shiftright_batches_quarantined_total",
+            "counter",
+            "Damaged flush batches moved to _quarantine/ at recovery (their rows are read again).",
+            &[(String::new(), get(&self.quarantined).to_string())],
+        );
         out
     }
 }
@@ -313,6 +370,7 @@ mod tests {
         };
         stats.flushed(&tp, 6, &record);
         stats.set_lag(tp.clone(), 42);
+        stats.offset_reset(&tp, false);
         let text = stats.render_prometheus();
         for line in [
             "shiftright_messages_consumed_total 1",
@@ -324,6 +382,9 @@ mod tests {
             "shiftright_next_durable_offset{topic=\"requests\",partition=\"2\"} 6",
             "shiftright_consumer_lag{topic=\"requests\",partition=\"2\"} 42",
             "# TYPE shiftright_flush_duration_seconds histogram",
+            "shiftright_partition_stopped{topic=\"requests\",partition=\"2\"} 1",
+            "shiftright_offset_resets_total{action=\"stopped\"} 1",
+            "shiftright_batches_quarantined_total 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

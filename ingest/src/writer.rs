@@ -12,14 +12,13 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use shiftright_schemas::{file_metadata, Table};
+use shiftright_schemas::{BatchFile, Table};
 
 use crate::buffer::PartitionBuffer;
 use crate::columns::events_to_batch;
 use crate::dead_letters::dead_letters_to_batch;
 use crate::decode::RejectReason;
 use crate::error::{Error, Result};
-use crate::offsets::BatchFile;
 use crate::stats::FlushRecord;
 
 /// What one flush wrote.
@@ -70,6 +69,7 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
         let file = BatchFile {
             topic: buffer.source.topic.clone(),
             partition: buffer.source.partition,
+            epoch: buffer.epoch,
             first_offset: buffer.first_offset,
             last_offset: buffer.last_offset,
             index: i + 1,
@@ -77,7 +77,7 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
         };
         create_dir_durably(dir)?;
         let temp = dir.join(file.temp_name());
-        let bytes = write_parquet(&temp, batch, &file)?;
+        let bytes = write_parquet(&temp, batch, &file, &buffer.last_message)?;
         outcome.bytes += bytes;
         let entry = per_table.entry(*table).or_default();
         *entry = (
@@ -113,30 +113,21 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
     Ok(outcome)
 }
 
-fn write_parquet(path: &Path, batch: &RecordBatch, file: &BatchFile) -> Result<u64> {
+fn write_parquet(
+    path: &Path,
+    batch: &RecordBatch,
+    file: &BatchFile,
+    last_message: &str,
+) -> Result<u64> {
     let parquet_err = |source| Error::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let metadata = vec![
-        KeyValue::new(file_metadata::TOPIC.to_string(), file.topic.clone()),
-        KeyValue::new(
-            file_metadata::PARTITION.to_string(),
-            file.partition.to_string(),
-        ),
-        KeyValue::new(
-            file_metadata::FIRST_OFFSET.to_string(),
-            file.first_offset.to_string(),
-        ),
-        KeyValue::new(
-            file_metadata::LAST_OFFSET.to_string(),
-            file.last_offset.to_string(),
-        ),
-        KeyValue::new(
-            file_metadata::BATCH_FILES.to_string(),
-            file.count.to_string(),
-        ),
-    ];
+    let metadata = file
+        .metadata(last_message)
+        .into_iter()
+        .map(|(key, value)| KeyValue::new(key.to_string(), value))
+        .collect();
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(Some(metadata))
@@ -158,7 +149,7 @@ fn write_parquet(path: &Path, batch: &RecordBatch, file: &BatchFile) -> Result<u
 
 /// Creates `dir` and fsyncs the parents of every directory it created, so that a file renamed into
 /// it survives a power loss.
-fn create_dir_durably(dir: &Path) -> Result<()> {
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -180,8 +171,27 @@ fn create_dir_durably(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, "fsyncing a directory", e))
+}
+
+/// A one-row exposures file named and described as `file`, as the writer makes them (for the
+/// recovery tests).
+#[cfg(test)]
+pub(crate) fn write_test_file(path: &Path, file: &BatchFile) {
+    use crate::decode::{Common, Event};
+    let event = Event::Exposure {
+        common: Common {
+            event_id: "e".into(),
+            ts_ms: 0,
+            user_id: "u".into(),
+            synthetic: false,
+        },
+        experiment: "x".into(),
+        variant: "v".into(),
+    };
+    let batch = events_to_batch(Table::Exposures, &[event]).unwrap();
+    write_parquet(path, &batch, file, "0123456789abcdef").unwrap();
 }

@@ -124,10 +124,12 @@ fn report_schema_is_valid_json_with_required_keys() {
 }
 
 #[test]
-fn partition_values_are_safe_directory_names() {
-    assert_eq!(partition_value(Some("checkout-v2")), "checkout-v2");
-    assert_eq!(partition_value(Some("a/b c")), "a%2Fb%20c");
-    assert_eq!(partition_value(Some(".hidden")), "%2Ehidden");
-    assert_eq!(partition_value(None), NO_EXPERIMENT_PARTITION);
-    assert_eq!(partition_value(Some("")), NO_EXPERIMENT_PARTITION);
+fn value_bounds_match_the_json_schemas() {
+    let request: Value = serde_json::from_str(REQUEST_JSON_SCHEMA).unwrap();
+    let latency = &request["properties"]["latency_ms"];
+    assert_eq!(latency["maximum"].as_f64(), Some(MAX_LATENCY_MS));
+    let business: Value = serde_json::from_str(BUSINESS_JSON_SCHEMA).unwrap();
+    let value = &business["properties"]["value"];
+    assert_eq!(value["maximum"].as_f64(), Some(MAX_ABS_VALUE));
+    assert_eq!(value["minimum"].as_f64(), Some(-MAX_ABS_VALUE));
 }

@@ -24,27 +24,22 @@ pub const REPORT_JSON_SCHEMA: &str = include_str!("../report.schema.json");
 /// Request modes: `live` served the user, `shadow` is a dark-launch call, `mirror` mirrored traffic.
 pub const MODES: [&str; 3] = ["live", "shadow", "mirror"];
 
+/// The largest `latency_ms` a request event may carry (24 hours); larger is a dead letter. The
+/// JSON Schema says the same (`maximum`), and a test holds the two equal.
+pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
+
+/// The largest magnitude a business event's `value` may have; larger is a dead letter. Squares of
+/// values this size still sum without overflow over any realistic number of users.
+pub const MAX_ABS_VALUE: f64 = 1e12;
+
 /// Business kinds that count as a conversion.
 pub const CONVERSION_KINDS: [&str; 2] = ["conversion", "purchase"];
 
-/// Hive partition value used when an event has no experiment (business events may not).
-pub const NO_EXPERIMENT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+pub mod keys;
+pub use keys::{file_stem, partition_value, NO_EXPERIMENT_PARTITION};
 
-/// Parquet key-value metadata keys that record where a file's rows came from. The ingest seeks each
-/// partition past the highest offset recorded in durable files, so these are the source of truth for
-/// progress.
-pub mod file_metadata {
-    /// Kafka topic of every row in the file.
-    pub const TOPIC: &str = "shiftright.topic";
-    /// Kafka partition of every row in the file.
-    pub const PARTITION: &str = "shiftright.partition";
-    /// First offset of the flush batch the file belongs to.
-    pub const FIRST_OFFSET: &str = "shiftright.first_offset";
-    /// Last offset of the flush batch the file belongs to.
-    pub const LAST_OFFSET: &str = "shiftright.last_offset";
-    /// How many files the flush batch wrote (across tables and partitions directories).
-    pub const BATCH_FILES: &str = "shiftright.batch_files";
-}
+pub mod batch;
+pub use batch::{file_metadata, BatchFile};
 
 /// A table of the Parquet store, one directory under the output root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -193,27 +188,6 @@ fn dead_letters_schema() -> Schema {
         Field::new("key", DataType::Binary, true),
         Field::new("payload", DataType::Binary, true),
     ])
-}
-
-/// Turns an experiment key into a Hive partition value that is safe as a directory name: kept as
-/// it is when it only has `[A-Za-z0-9._-]`, otherwise percent-encoded (as Hive does).
-pub fn partition_value(experiment: Option<&str>) -> String {
-    let Some(key) = experiment.filter(|k| !k.is_empty()) else {
-        return NO_EXPERIMENT_PARTITION.to_string();
-    };
-    let mut out = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    if out.starts_with('.') {
-        // A leading dot would hide the directory from most listings.
-        out.replace_range(0..1, "%2E");
-    }
-    out
 }
 
 #[cfg(test)]

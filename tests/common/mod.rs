@@ -13,6 +13,20 @@ pub use shiftright_traffic::Tansu;
 use shiftright_traffic::{produce_paced, GenerationSummary, Scenario, TopicNames};
 use tokio_util::sync::CancellationToken;
 
+/// Runs the `shiftright` binary to its end, without the caller's log filter.
+pub fn shiftright(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_shiftright"))
+        .args(args)
+        .env_remove("SHIFTRIGHT_LOG")
+        .output()
+        .expect("run shiftright")
+}
+
+/// A command's output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// Whether a test that needs an outside tool must fail (rather than skip) when the tool is missing.
 /// `.ci/run` sets it, so CI never skips.
 pub fn required(var: &str) -> bool {
@@ -228,7 +242,7 @@ impl IngestProcess {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .ok()?;
         let mut body = String::new();
         stream.read_to_string(&mut body).ok()?;
@@ -240,6 +254,11 @@ impl IngestProcess {
     pub fn consumed(&self) -> u64 {
         self.metric("shiftright_messages_consumed_total")
             .unwrap_or(0.0) as u64
+    }
+
+    /// The port of the process's metrics endpoint.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     pub fn pid(&self) -> u32 {
@@ -313,14 +332,18 @@ pub fn produce_requests(brokers: &str, prefix: &str, count: u64, options: &[(&st
         .expect("all delivered");
 }
 
-/// (rows, distinct event ids) of the requests table.
+/// (rows, distinct event ids) of the requests table; (0, 0) before the first file is written (a
+/// process killed before its first flush leaves no table at all).
 pub async fn request_ids(out: &Path) -> (u64, u64) {
-    let batches = shiftright_analyze::query(
+    let batches = match shiftright_analyze::query(
         out,
         "SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d FROM requests",
     )
     .await
-    .expect("count");
+    {
+        Err(shiftright_analyze::Error::NoData { .. }) => return (0, 0),
+        other => other.expect("count"),
+    };
     let col = |i: usize| {
         batches[0]
             .column(i)

@@ -64,7 +64,7 @@ fn a_healthy_fifty_fifty_test_promotes() {
     let r = decide(
         "x",
         &e,
-        &settings("[experiments.x]\nweights = { control = 1, treatment = 1 }\n"),
+        &settings("[experiments.x]\nweights = { control = 0.5, treatment = 0.5 }\n"),
     );
     assert_eq!(r.verdict, Verdict::Promote, "{:?}", r.reasons);
     assert_eq!(r.baseline.as_deref(), Some("control"));
@@ -132,7 +132,7 @@ fn sample_ratio_mismatch_is_invalid() {
     let r = decide(
         "x",
         &e,
-        &settings("[experiments.x]\nweights = { v1 = 1, v2 = 1 }\n"),
+        &settings("[experiments.x]\nweights = { v1 = 0.5, v2 = 0.5 }\n"),
     );
     assert_eq!(r.verdict, Verdict::Invalid, "{:?}", r.reasons);
     assert!(r.srm.p_value.unwrap() < 0.001);
@@ -148,7 +148,9 @@ fn the_harm_budget_rolls_back_without_a_minimum_sample_even_when_invalid() {
     let r = decide(
         "x",
         &e,
-        &settings("[defaults]\nmin_users = 1000\n[experiments.x]\nweights = { v1 = 9, v2 = 1 }\n"),
+        &settings(
+            "[defaults]\nmin_users = 1000\n[experiments.x]\nweights = { v1 = 0.9, v2 = 0.1 }\n",
+        ),
     );
     assert_eq!(r.verdict, Verdict::Rollback, "{:?}", r.reasons);
     assert!(r.reasons[0].contains("harm budget"), "{:?}", r.reasons);
@@ -264,7 +266,7 @@ fn the_json_report_follows_its_schema() {
         let report = decide(
             "x",
             e,
-            &settings("[experiments.x]\nweights = { v1 = 19, v2 = 1 }\ntraffic_cap = 0.1\n"),
+            &settings("[experiments.x]\nweights = { v1 = 0.95, v2 = 0.05 }\ntraffic_cap = 0.1\n"),
         );
         let json = serde_json::to_value(&report).unwrap();
         check(&json, &schema, &schema, "report");

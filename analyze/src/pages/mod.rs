@@ -9,7 +9,7 @@
 
 pub mod charts;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray};
@@ -51,6 +51,20 @@ pub enum Progress {
 /// to `out_dir`.
 pub async fn write_day(
     data_dir: &Path,
+    read: tables::ReadOptions,
+    experiments: &ExperimentsFile,
+    date: NaiveDate,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Written> {
+    write_day_in(data_dir, read, experiments, date, out_dir, progress)
+        .await
+        .map_err(|e| tables::explain_failure(data_dir, e))
+}
+
+async fn write_day_in(
+    data_dir: &Path,
+    read: tables::ReadOptions,
     experiments: &ExperimentsFile,
     date: NaiveDate,
     out_dir: &Path,
@@ -61,7 +75,7 @@ pub async fn write_day(
         .map(|t| t.and_utc().timestamp_millis())
         .unwrap_or_default();
     let end = start + DAY_MS;
-    let ctx = tables::session(data_dir).await?;
+    let ctx = tables::session_with(data_dir, read).await?;
     cut_at(&ctx, end).await?;
     let active = active_experiments(&ctx, start, end).await?;
     if active.is_empty() {
@@ -82,8 +96,17 @@ pub async fn write_day(
     let mut index_rows = Vec::new();
     let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
     let mut hourly = hourly(&ctx, start).await?;
+    let mut stems: HashMap<String, &str> = HashMap::new();
     for (report, users) in &analysed {
         let file = file_stem(&report.experiment);
+        // The stems are injective by construction; this makes an overwrite impossible even so.
+        if let Some(other) = stems.insert(file.to_lowercase(), &report.experiment) {
+            return Err(Error::PageName {
+                first: other.to_string(),
+                second: report.experiment.clone(),
+                stem: file,
+            });
+        }
         let hours = hourly.remove(&report.experiment).unwrap_or_default();
         let page = ExperimentPage::new(report, users, &hours, &dead_letters)?;
         let html = env.get_template("experiment.html")?.render(page.context(
@@ -166,19 +189,9 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A file name for an experiment key: kept as is when safe, otherwise its unsafe characters as `_`.
-pub fn file_stem(experiment: &str) -> String {
-    experiment
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+/// The file name stem of an experiment's pages: bounded and injective (see
+/// `shiftright_schemas::keys`), so two experiments never write the same page.
+pub use shiftright_schemas::file_stem;
 
 /// A timestamp literal of the tables' own type, so that a filter on `ts` compares timestamps and
 /// DataFusion can prune row groups and files by their statistics (a cast of the column cannot).
@@ -196,14 +209,13 @@ async fn cut_at(ctx: &SessionContext, end_ms: i64) -> Result<()> {
             .ok_or_else(|| Error::UnknownQuery(table.into()))?;
         ctx.register_table(all.as_str(), provider)
             .map_err(Error::query(table))?;
-        let view = ctx
-            .sql(&format!(
-                "SELECT * FROM {all} WHERE ts < {}",
-                ts_literal(end_ms)
-            ))
-            .await
-            .map_err(Error::query(table))?
-            .into_view();
+        let view = queries::plan_read_only(
+            ctx,
+            table,
+            &format!("SELECT * FROM {all} WHERE ts < {}", ts_literal(end_ms)),
+        )
+        .await?
+        .into_view();
         ctx.register_table(table, view)
             .map_err(Error::query(table))?;
     }
@@ -215,9 +227,8 @@ async fn collect(
     name: &str,
     sql: &str,
 ) -> Result<Vec<arrow::array::RecordBatch>> {
-    ctx.sql(sql)
-        .await
-        .map_err(Error::query(name))?
+    queries::plan_read_only(ctx, name, sql)
+        .await?
         .collect()
         .await
         .map_err(Error::query(name))
@@ -570,12 +581,6 @@ fn quality(r: &Report, dead_letters: &BTreeMap<String, u64>) -> Vec<Quality> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn file_stems_are_safe() {
-        assert_eq!(file_stem("checkout-v2"), "checkout-v2");
-        assert_eq!(file_stem("a/b c"), "a_b_c");
-    }
 
     #[test]
     fn templates_render_with_escaping() {

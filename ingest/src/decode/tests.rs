@@ -129,6 +129,26 @@ fn every_bad_input_class_has_its_reason() {
         ),
         InvalidValue
     );
+    // Finite but absurd: one such latency would own every quantile, one such value the variance.
+    assert_eq!(
+        reason(
+            Table::Requests,
+            r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","status":500,"latency_ms":1.7e308}"#
+        ),
+        InvalidValue
+    );
+    for value in ["1.7e308", "-1.7e308", "1000000000001"] {
+        assert_eq!(
+            reason(
+                Table::Business,
+                &format!(
+                    r#"{{"event_id":"e","ts":1790000000000,"user_id":"u","kind":"purchase","value":{value}}}"#
+                )
+            ),
+            InvalidValue,
+            "value {value}"
+        );
+    }
     assert_eq!(
         reason(
             Table::Requests,
