@@ -338,11 +338,8 @@ pub struct AnalyzeArgs {
     /// `decisions` of `shiftright query`). By default every run is recorded.
     #[arg(long, env = "SHIFTRIGHT_NO_HISTORY")]
     pub no_history: bool,
-    /// Leave out Parquet files whose footer cannot be read (truncated, not Parquet) instead of
-    /// failing; each is named in a warning and the results lack their rows. Without it a damaged
-    /// file stops the command with its name.
-    #[arg(long, env = "SHIFTRIGHT_SKIP_CORRUPT")]
-    pub skip_corrupt: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -368,11 +365,30 @@ pub struct ReportArgs {
     /// Do not append this run to the results history (DATA/_results/).
     #[arg(long, env = "SHIFTRIGHT_NO_HISTORY")]
     pub no_history: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// How `analyze`, `report` and `query` read the store.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
     /// Leave out Parquet files whose footer cannot be read (truncated, not Parquet) instead of
     /// failing; each is named in a warning and the results lack their rows. Without it a damaged
     /// file stops the command with its name.
     #[arg(long, env = "SHIFTRIGHT_SKIP_CORRUPT")]
     pub skip_corrupt: bool,
+    /// Threads the query engine splits scans and aggregations over; 0: one per core.
+    #[arg(long, env = "SHIFTRIGHT_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Memory the query engine's operators may hold together (e.g. 2GiB, 256MiB); past it sorts
+    /// and aggregations spill to --spill-dir. The analysis' own per-experiment state is not yet
+    /// counted in it.
+    #[arg(long, env = "SHIFTRIGHT_MEMORY_LIMIT", default_value = "2GiB", value_parser = shiftright_analyze::engine::parse_bytes)]
+    pub memory_limit: u64,
+    /// Where the query engine spills (created if missing); default: the system's temporary
+    /// directory.
+    #[arg(long, env = "SHIFTRIGHT_SPILL_DIR")]
+    pub spill_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -412,11 +428,8 @@ pub struct QueryArgs {
     /// Run the SQL in this file instead.
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// Leave out Parquet files whose footer cannot be read (truncated, not Parquet) instead of
-    /// failing; each is named in a warning and the results lack their rows. Without it a damaged
-    /// file stops the command with its name.
-    #[arg(long, env = "SHIFTRIGHT_SKIP_CORRUPT")]
-    pub skip_corrupt: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
 
     /// A value for a `$NAME` placeholder of the query, as NAME=VALUE (repeatable); bound as a
     /// string, e.g. --param experiment=checkout-v2.

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
     AnalyzeArgs, BrokerArgs, GenerateArgs, IngestArgs, MethodArg, Preset, ProduceArgs, QueryArgs,
-    QueryFormatArg, ReportArgs, ReportFormatArg, SimulateArgs, SimulateFormatArg, TopicArgs,
+    QueryFormatArg, ReadArgs, ReportArgs, ReportFormatArg, SimulateArgs, SimulateFormatArg,
+    TopicArgs,
 };
 
 impl TopicArgs {
@@ -59,8 +60,17 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     Ok(0)
 }
 
-fn read_options(skip_corrupt: bool) -> shiftright_analyze::ReadOptions {
-    shiftright_analyze::ReadOptions { skip_corrupt }
+impl ReadArgs {
+    fn options(&self) -> shiftright_analyze::ReadOptions {
+        shiftright_analyze::ReadOptions {
+            skip_corrupt: self.skip_corrupt,
+            engine: shiftright_analyze::Engine {
+                threads: self.threads,
+                memory_limit: self.memory_limit,
+                spill_dir: self.spill_dir.clone(),
+            },
+        }
+    }
 }
 
 /// The experiments file (or the defaults), with `--method` over it.
@@ -107,7 +117,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<u8> {
     };
     let written = pages::write_day(
         &args.data,
-        read_options(args.skip_corrupt),
+        args.read.options(),
         &experiments,
         date,
         &args.out,
@@ -138,13 +148,9 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<u8> {
 
 pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
     let experiments = experiments_of(args.experiments.as_deref(), args.method)?;
-    let reports = shiftright_analyze::analyze_with(
-        &args.data,
-        read_options(args.skip_corrupt),
-        &experiments,
-        &args.only,
-    )
-    .await?;
+    let reports =
+        shiftright_analyze::analyze_with(&args.data, args.read.options(), &experiments, &args.only)
+            .await?;
     if reports.is_empty() {
         bail!(
             "no experiments found under {}: the exposures and requests tables are empty",
@@ -210,13 +216,9 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<u8> {
     if let Some(out) = &args.out {
         refuse_inside_data(&data, out)?;
     }
-    let (schema, batches) = shiftright_analyze::query_with_options(
-        &data,
-        read_options(args.skip_corrupt),
-        &sql,
-        &args.params,
-    )
-    .await?;
+    let (schema, batches) =
+        shiftright_analyze::query_with_options(&data, args.read.options(), &sql, &args.params)
+            .await?;
     let text = match args.format {
         QueryFormatArg::Parquet => {
             let out = args.out.as_deref().context("--out is required")?;

@@ -39,6 +39,42 @@ fn help_documents_exit_codes_and_every_command() {
 }
 
 #[test]
+fn engine_flags_are_documented_and_checked() {
+    for command in ["analyze", "report", "query"] {
+        let help = text(&shiftright(&[command, "--help"]).stdout);
+        for needle in [
+            "--memory-limit",
+            "SHIFTRIGHT_MEMORY_LIMIT",
+            "2GiB",
+            "--threads",
+            "--spill-dir",
+            "--skip-corrupt",
+        ] {
+            assert!(
+                help.contains(needle),
+                "{command} --help lacks {needle}:\n{help}"
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = shiftright(&[
+        "query",
+        "--data",
+        data,
+        "--memory-limit",
+        "lots",
+        "SELECT 1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not a size"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn usage_errors_exit_2_and_runtime_errors_exit_1_naming_the_path() {
     assert_eq!(shiftright(&["analyze"]).status.code(), Some(2));
     let out = shiftright(&["analyze", "--data", "/nonexistent/shiftright-data"]);

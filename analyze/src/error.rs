@@ -88,6 +88,9 @@ pub enum Error {
         /// The page name they share.
         stem: String,
     },
+    /// The query engine could not be set up (memory limit, spill directory).
+    #[error("{0}")]
+    Engine(String),
     /// A query would change data or read outside the data directory; queries are read only.
     #[error("{0}")]
     ReadOnly(String),

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod decision;
+pub mod engine;
 pub mod error;
 pub mod fold;
 pub mod history;
@@ -33,6 +34,7 @@ use std::path::Path;
 use arrow::record_batch::RecordBatch;
 
 pub use config::{ExperimentSettings, ExperimentsFile};
+pub use engine::Engine;
 pub use error::{Error, Result};
 pub use render::ReportFormat;
 pub use report::{Report, Verdict};

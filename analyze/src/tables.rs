@@ -15,24 +15,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::MemTable;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use shiftright_schemas::batch::{read_footer, BatchId};
 use shiftright_schemas::{BatchFile, Table};
 
 use crate::error::{Error, Result};
 use crate::history::HistoryTable;
 
-/// How readers treat the store's files.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How a command reads the store: which files, and with what engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Leave out files whose Parquet footer cannot be read (each named in a warning) instead of
     /// failing.
     pub skip_corrupt: bool,
+    /// Threads, memory limit and spill directory.
+    pub engine: crate::engine::Engine,
 }
 
 /// A session with `requests`, `business`, `exposures` and `dead_letters` registered over
@@ -51,9 +53,8 @@ pub async fn session_with(data_dir: &Path, options: ReadOptions) -> Result<Sessi
                 .into(),
         });
     }
-    let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
-    let store = Store::scan(data_dir, options)?;
+    let ctx = options.engine.context()?;
+    let store = Store::scan(data_dir, options.skip_corrupt)?;
     for (name, _, schema) in tables(data_dir) {
         let provider = listing(name, &store.files[name], schema)?;
         ctx.register_table(name, provider)
@@ -86,7 +87,7 @@ pub fn explain_failure(data_dir: &Path, error: Error) -> Error {
     {
         return error;
     }
-    match Store::scan(data_dir, ReadOptions { skip_corrupt: true }) {
+    match Store::scan(data_dir, true) {
         Ok(store) if !store.corrupt.is_empty() => Error::CorruptFiles {
             files: store.corrupt,
         },
@@ -132,7 +133,7 @@ struct Store {
 }
 
 impl Store {
-    fn scan(data_dir: &Path, options: ReadOptions) -> Result<Store> {
+    fn scan(data_dir: &Path, skip_corrupt: bool) -> Result<Store> {
         let mut files = BTreeMap::new();
         let mut present = BTreeSet::new();
         let mut batches: BTreeMap<BatchId, (usize, BTreeSet<usize>)> = BTreeMap::new();
@@ -169,7 +170,7 @@ impl Store {
                 }
                 !hidden
             });
-            if options.skip_corrupt {
+            if skip_corrupt {
                 paths.retain(|path| match read_footer(path) {
                     Ok(_) => true,
                     Err(fault) => {
@@ -201,6 +202,10 @@ fn listing(
     files: &[PathBuf],
     schema: arrow::datatypes::SchemaRef,
 ) -> Result<Arc<dyn datafusion::datasource::TableProvider>> {
+    if files.is_empty() {
+        // An empty table that a Ballista scheduler can also be sent (a MemTable cannot).
+        return Ok(Arc::new(EmptyTable::new(schema)));
+    }
     let urls: Vec<ListingTableUrl> = files
         .iter()
         .map(|f| {
@@ -211,11 +216,6 @@ fn listing(
             ListingTableUrl::parse(canonical.display().to_string()).map_err(Error::query(name))
         })
         .collect::<Result<_>>()?;
-    if urls.is_empty() {
-        return Ok(Arc::new(
-            MemTable::try_new(schema, vec![vec![]]).map_err(Error::query(name))?,
-        ));
-    }
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
