@@ -49,6 +49,25 @@ pub enum Correction {
     Bh,
 }
 
+impl Correction {
+    /// The adjusted p-values of `raw`, in the same order: the one place the rule is applied, to
+    /// the guardrails of an experiment and to its segment tests alike.
+    pub fn adjust(self, raw: &[f64]) -> Vec<f64> {
+        match self {
+            Correction::Holm => crate::stats::holm(raw),
+            Correction::Bh => crate::stats::benjamini_hochberg(raw),
+        }
+    }
+
+    /// The name a reason shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            Correction::Holm => "Holm",
+            Correction::Bh => "BH",
+        }
+    }
+}
+
 /// How the tests treat repeated looks at one experiment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]

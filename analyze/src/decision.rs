@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Correction, ExperimentSettings, Method, DEFAULT_BASELINES};
+use crate::config::{ExperimentSettings, Method, DEFAULT_BASELINES};
 use crate::metrics::{blast_radius, compare, revenue_cap, variant_stats};
 use crate::report::{DataQuality, Report, Srm, Verdict};
 use crate::segments;
@@ -132,10 +132,7 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
                 .unwrap_or(1.0)
         })
         .collect();
-    let adjusted = match settings.correction {
-        Correction::Holm => stats::holm(&raw),
-        Correction::Bh => stats::benjamini_hochberg(&raw),
-    };
+    let adjusted = settings.correction.adjust(&raw);
     let min_users_ok = |name: &str| {
         stats_by_variant
             .get(name)
@@ -158,7 +155,7 @@ pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSe
                     g.past(),
                     g.limit_text(),
                     p_adj,
-                    match settings.correction { Correction::Holm => "Holm", Correction::Bh => "BH" },
+                    settings.correction.label(),
                 ));
             }
         }

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{Correction, ExperimentSettings};
+use crate::config::ExperimentSettings;
 use crate::fold::ExperimentEvents;
 use crate::metrics::{compare, variant_stats};
 use crate::report::Guardrail;
-use crate::stats::{self, ClusteredSample};
+use crate::stats::ClusteredSample;
 use crate::users::{Assignment, UserRow, VariantUsers};
 
 /// One segment's users by variant.
@@ -188,10 +188,7 @@ pub fn guardrails(
         .iter()
         .map(|&i| out[i].guardrail.margin_p_value.unwrap_or(1.0))
         .collect();
-    let adjusted = match settings.correction {
-        Correction::Holm => stats::holm(&raw),
-        Correction::Bh => stats::benjamini_hochberg(&raw),
-    };
+    let adjusted = settings.correction.adjust(&raw);
     for (&i, p) in tested.iter().zip(adjusted) {
         let g = &mut out[i];
         let enough = g.baseline_users >= settings.segment_min_users
