@@ -373,7 +373,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<u8> {
 }
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
-    use shiftright_analyze::simulate::{self, Scenario, SimulationConfig};
+    use shiftright_bench::simulate::{self, Scenario, SimulationConfig};
     if !(args.canary_share > 0.0 && args.canary_share < 1.0) {
         bail!(
             "--canary-share must be between 0 and 1, got {}",

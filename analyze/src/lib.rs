@@ -23,7 +23,6 @@ pub mod report;
 pub mod request_scan;
 pub mod segments;
 pub mod side_traffic;
-pub mod simulate;
 pub mod stats;
 pub mod tables;
 pub mod user_scan;

@@ -6,7 +6,9 @@
 //! - [`analysis`]: `shiftright analyze` against DuckDB over the same generated Parquet;
 //! - [`freshness`]: produce → queryable under a steady load;
 //! - [`parquet_gen`]: the generator that writes the analysis data without Kafka;
-//! - [`measure`]: wall time and peak RSS of a child process.
+//! - [`measure`]: wall time and peak RSS of a child process;
+//! - [`simulate`]: decision quality, simulated canaries through the real verdict code (`shiftright
+//!   simulate`).
 //!
 //! The decode micro-benchmark is `benches/decode.rs` (criterion, `cargo bench`).
 
@@ -16,6 +18,7 @@ pub mod freshness;
 pub mod ingest_rate;
 pub mod measure;
 pub mod parquet_gen;
+pub mod simulate;
 
 pub use error::{Error, Result};
 

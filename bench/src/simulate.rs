@@ -15,10 +15,10 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Binomial, Distribution, LogNormal};
 use serde::Serialize;
 
-use crate::config::{ExperimentSettings, GuardrailMetric, Method};
-use crate::decision::decide;
-use crate::report::Verdict;
-use crate::users::{ExperimentUsers, UserRow, VariantUsers};
+use shiftright_analyze::config::{ExperimentSettings, GuardrailMetric, Method};
+use shiftright_analyze::decision::decide;
+use shiftright_analyze::report::Verdict;
+use shiftright_analyze::users::{ExperimentUsers, UserRow, VariantUsers};
 
 /// The simulated traffic and how often it is analysed.
 #[derive(Debug, Clone, PartialEq)]
