@@ -48,7 +48,7 @@ pub struct PartitionBuffer {
     /// Offset of the last buffered message.
     pub last_offset: i64,
     /// Fingerprint of the message at `last_offset` (`shiftright_schemas::batch::message_fingerprint`).
-    pub last_message: String,
+    pub last_message: u64,
     /// The partition's offset epoch, recorded in the batch's file names.
     pub epoch: u32,
     /// Good rows by output directory.
@@ -70,7 +70,7 @@ impl PartitionBuffer {
             table,
             first_offset: offset,
             last_offset: offset,
-            last_message: String::new(),
+            last_message: 0,
             epoch,
             rows: BTreeMap::new(),
             dead_letters: BTreeMap::new(),
@@ -83,7 +83,7 @@ impl PartitionBuffer {
     fn note_offset(&mut self, at: &Position) {
         if at.offset >= self.last_offset {
             self.last_offset = at.offset;
-            self.last_message.clone_from(&at.fingerprint);
+            self.last_message = at.fingerprint;
         }
         self.messages += 1;
     }
@@ -97,7 +97,7 @@ pub struct Position {
     /// The partition's offset epoch.
     pub epoch: u32,
     /// `shiftright_schemas::batch::message_fingerprint` of the message.
-    pub fingerprint: String,
+    pub fingerprint: u64,
 }
 
 /// When buffers are flushed.

@@ -30,7 +30,7 @@ pub struct Resume {
     pub epoch: u32,
     /// Fingerprint of the batch's last message (None for files written before it was recorded):
     /// the pipeline checks that the log still holds that message at `next_offset - 1`.
-    pub last_message: Option<String>,
+    pub last_message: Option<u64>,
 }
 
 /// What recovery did besides finding the resume point, for logs and metrics.

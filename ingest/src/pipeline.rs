@@ -162,18 +162,17 @@ impl Pipeline {
                                 topic: message.topic().to_string(),
                                 partition: message.partition(),
                             };
+                            let state = self.continuity.entry(tp.clone()).or_default();
                             let at = Position {
                                 offset: message.offset(),
-                                epoch: 0,
+                                epoch: state.epoch,
                                 fingerprint: message_fingerprint(
                                     message.timestamp().to_millis(),
                                     message.key(),
                                     message.payload(),
                                 ),
                             };
-                            let state = self.continuity.entry(tp.clone()).or_default();
-                            let at = Position { epoch: state.epoch, ..at };
-                            match state.check(at.offset, &at.fingerprint) {
+                            match state.check(at.offset, at.fingerprint) {
                                 Verdict::Keep => self.buffer_message(&message, &tp, &at),
                                 Verdict::Skip => continue,
                                 Verdict::Reset(seen) => {

@@ -77,7 +77,7 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
         };
         create_dir_durably(dir)?;
         let temp = dir.join(file.temp_name());
-        let bytes = write_parquet(&temp, batch, &file, &buffer.last_message)?;
+        let bytes = write_parquet(&temp, batch, &file, buffer.last_message)?;
         outcome.bytes += bytes;
         let entry = per_table.entry(*table).or_default();
         *entry = (
@@ -117,7 +117,7 @@ fn write_parquet(
     path: &Path,
     batch: &RecordBatch,
     file: &BatchFile,
-    last_message: &str,
+    last_message: u64,
 ) -> Result<u64> {
     let parquet_err = |source| Error::Parquet {
         path: path.to_path_buf(),
@@ -193,5 +193,5 @@ pub(crate) fn write_test_file(path: &Path, file: &BatchFile) {
         variant: "v".into(),
     };
     let batch = events_to_batch(Table::Exposures, &[event]).unwrap();
-    write_parquet(path, &batch, file, "0123456789abcdef").unwrap();
+    write_parquet(path, &batch, file, 0x0123_4567_89ab_cdef).unwrap();
 }

@@ -77,7 +77,7 @@ pub struct Footer {
     /// Rows in the file.
     pub rows: i64,
     /// Fingerprint of the batch's last message, when the writer recorded one.
-    pub last_message: Option<String>,
+    pub last_message: Option<u64>,
 }
 
 impl BatchFile {
@@ -138,7 +138,7 @@ impl BatchFile {
     }
 
     /// The key-value metadata the writer records in the file's footer.
-    pub fn metadata(&self, last_message: &str) -> Vec<(&'static str, String)> {
+    pub fn metadata(&self, last_message: u64) -> Vec<(&'static str, String)> {
         vec![
             (file_metadata::TOPIC, self.topic.clone()),
             (file_metadata::PARTITION, self.partition.to_string()),
@@ -146,7 +146,7 @@ impl BatchFile {
             (file_metadata::LAST_OFFSET, self.last_offset.to_string()),
             (file_metadata::BATCH_FILES, self.count.to_string()),
             (file_metadata::EPOCH, self.epoch.to_string()),
-            (file_metadata::LAST_MESSAGE, last_message.to_string()),
+            (file_metadata::LAST_MESSAGE, format!("{last_message:016x}")),
         ]
     }
 
@@ -194,7 +194,8 @@ impl BatchFile {
         }
         Ok(Footer {
             rows,
-            last_message: get(file_metadata::LAST_MESSAGE).filter(|m| !m.is_empty()),
+            last_message: get(file_metadata::LAST_MESSAGE)
+                .and_then(|m| u64::from_str_radix(&m, 16).ok()),
         })
     }
 }
@@ -208,13 +209,13 @@ pub fn read_footer(path: &Path) -> Result<parquet::file::metadata::ParquetMetaDa
         .map_err(|e| format!("its Parquet footer is unreadable: {e}"))
 }
 
-/// A stable fingerprint of a Kafka message, as 16 hex digits: xxHash64 over its timestamp, key
+/// A stable fingerprint of a Kafka message (written to footers as 16 hex digits): xxHash64 over its timestamp, key
 /// and payload, each length-prefixed.
 pub fn message_fingerprint(
     timestamp_ms: Option<i64>,
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
-) -> String {
+) -> u64 {
     let mut hasher = twox_hash::XxHash64::with_seed(0);
     use std::hash::Hasher;
     hasher.write_i64(timestamp_ms.unwrap_or(i64::MIN));
@@ -227,7 +228,7 @@ pub fn message_fingerprint(
             None => hasher.write_u64(u64::MAX),
         }
     }
-    format!("{:016x}", hasher.finish())
+    hasher.finish()
 }
 
 #[cfg(test)]
