@@ -380,9 +380,9 @@ pub struct ReadArgs {
     /// Threads the query engine splits scans and aggregations over; 0: one per core.
     #[arg(long, env = "SHIFTRIGHT_THREADS", default_value_t = 0)]
     pub threads: usize,
-    /// Memory the query engine's operators may hold together (e.g. 2GiB, 256MiB); past it sorts
-    /// and aggregations spill to --spill-dir. The analysis' own per-experiment state is not yet
-    /// counted in it.
+    /// Memory the query engine's operators may hold together (e.g. 2GiB, 256MiB), the analysis'
+    /// per-user aggregate included; past it sorts, aggregations and repartitions spill to
+    /// --spill-dir.
     #[arg(long, env = "SHIFTRIGHT_MEMORY_LIMIT", default_value = "2GiB", value_parser = shiftright_analyze::engine::parse_bytes)]
     pub memory_limit: u64,
     /// Where the query engine spills (created if missing); default: the system's temporary

@@ -385,6 +385,15 @@ impl ExperimentsFile {
         })
     }
 
+    /// Whether any experiment (or the defaults) winsorizes revenue: the plan then computes caps.
+    pub fn any_winsorize(&self) -> bool {
+        self.defaults.winsorize_revenue.is_some()
+            || self
+                .experiments
+                .values()
+                .any(|s| s.winsorize_revenue.is_some())
+    }
+
     /// The settings of an experiment (the defaults when it has no table of its own).
     pub fn settings(&self, experiment: &str) -> ExperimentSettings {
         self.experiments

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 
 use crate::config::{ExperimentSettings, Method, DEFAULT_BASELINES};
-use crate::metrics::{blast_radius, compare, revenue_cap, variant_stats};
+use crate::metrics::{blast_radius, compare, variant_stats};
 use crate::report::{DataQuality, Report, Srm, Verdict};
 use crate::segments;
 use crate::side_traffic;
 use crate::stats;
-use crate::users::ExperimentUsers;
+use crate::summary::ExperimentSummary;
 
 /// SRM p-value below which the experiment is INVALID.
 pub const SRM_P_THRESHOLD: f64 = 0.001;
@@ -34,12 +34,17 @@ fn fmt_pct(x: f64) -> String {
 }
 
 /// Analyses one experiment.
-pub fn decide(experiment: &str, users: &ExperimentUsers, settings: &ExperimentSettings) -> Report {
+///
+/// Revenue is winsorized where the summary was (`users.revenue_cap`: the plan caps it when the
+/// settings say so).
+pub fn decide(
+    experiment: &str,
+    users: &ExperimentSummary,
+    settings: &ExperimentSettings,
+) -> Report {
     let alpha = settings.alpha();
-    let cap = settings
-        .winsorize_revenue
-        .and_then(|pct| revenue_cap(&users.variants, pct));
-    let stats_by_variant = variant_stats(&users.variants, alpha, cap);
+    let cap = users.revenue_cap;
+    let stats_by_variant = variant_stats(&users.variants, alpha);
     let names: Vec<&String> = stats_by_variant.keys().collect();
     let baseline = pick_baseline(settings, &names);
     let total_users: u64 = stats_by_variant.values().map(|v| v.users).sum();

@@ -8,8 +8,8 @@
 //!   growing without bound. Joins are planned as sort-merge joins, whose buffered side can spill
 //!   (a hash join's build side cannot).
 //!
-//! The pool bounds what DataFusion's operators hold. The analysis' own per-experiment folds
-//! (`fold`, `users`) are outside it for now.
+//! The analysis is a plan too (`read`): its per-user aggregate reports its memory to the pool and
+//! spills like any other, so the pool bounds the whole command.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,7 +83,9 @@ impl Engine {
             .with_repartition_file_scans(true)
             .with_repartition_aggregations(true);
         config.options_mut().optimizer.prefer_hash_join = false;
-        Ok(SessionContext::new_with_config_rt(config, runtime))
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        crate::read::register_functions(&ctx);
+        Ok(ctx)
     }
 }
 

@@ -403,15 +403,10 @@ mod tests {
     #[tokio::test]
     async fn appended_runs_are_read_back_as_tables() {
         let dir = tempfile::tempdir().unwrap();
-        let users = crate::users::ExperimentUsers {
-            variants: [
-                ("v1".to_string(), rows(400, 1)),
-                ("v2".to_string(), rows(100, 3)),
-            ]
-            .into_iter()
-            .collect(),
-            ..Default::default()
-        };
+        let users = crate::summary::ExperimentSummary::from_user_rows(
+            vec![("v1", rows(400, 1)), ("v2", rows(100, 3))],
+            None,
+        );
         let report = crate::decision::decide("checkout", &users, &Default::default());
         let comparisons = report.comparisons.len();
         assert!(comparisons > 0);
@@ -452,11 +447,11 @@ mod tests {
         );
     }
 
-    fn rows(n: usize, errors: u64) -> crate::users::VariantUsers {
-        crate::users::VariantUsers::from_rows(
+    fn rows(n: usize, errors: u64) -> crate::summary::UserRows {
+        crate::summary::UserRows::from_rows(
             (0..n)
                 .map(|u| {
-                    let row = crate::users::UserRow {
+                    let row = crate::summary::UserRow {
                         requests: 10,
                         errors,
                         converted: u % 5 == 0,

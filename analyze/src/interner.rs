@@ -1,8 +1,9 @@
 //! Strings numbered densely, in one buffer.
 //!
-//! The analysis' folds key everything by user, and at 10⁸ requests there are 10⁷ users: a
-//! `String` and a map entry each would cost more than the user's own figures. Here a user id costs
-//! its bytes, an end offset and a table slot (about 13 bytes more), and is a `u32` everywhere else.
+//! The analysis' per-user aggregate (`read::user_state`) holds every live request of every user
+//! of a partition: experiment, variant and segment names stored with each would cost more than the
+//! request's own figures. Here a name costs its bytes, an end offset and a table slot once, and is a
+//! `u32` everywhere else.
 
 use std::hash::BuildHasher;
 
@@ -81,6 +82,11 @@ impl Interner {
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
+    }
+
+    /// Heap bytes held (for a memory pool's accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * 8 + self.table.capacity() * 5
     }
 }
 

@@ -1,32 +1,29 @@
 //! shiftright's analysis: DataFusion over the ingest's Parquet, then statistics and a verdict.
 //!
-//! `register → scan → fold → test → decide`: the tables are registered as listing tables
-//! (`tables`); each event table is read once by a scan query of `queries/` and folded into compact
-//! per-user state, deduplicated by `event_id` (`fold`, `request_scan`, `user_scan`, gathered by
-//! `users`; `queries/user_metrics.sql` says the same per-user figures in SQL); and pure Rust turns
-//! them into
-//! per-variant metrics, comparisons with the baseline and a verdict (`metrics`, `decision`,
-//! `stats`).
+//! `register → plan → test → decide`: the tables are registered as listing tables (`tables`);
+//! a DataFusion plan of `queries/` with the analysis' own aggregates (`read`) deduplicates the
+//! events by `event_id`, gathers them per user and sums them per experiment, segment and variant
+//! into [`summary::ExperimentSummary`]s, as large as the arms whatever the number of events; and
+//! pure Rust turns those into per-variant metrics, comparisons with the baseline and a verdict
+//! (`metrics`, `decision`, `stats`).
 
 pub mod config;
 pub mod decision;
 pub mod engine;
 pub mod error;
-pub mod fold;
 pub mod history;
 pub mod interner;
 pub mod metrics;
 pub mod pages;
 pub mod queries;
+pub mod read;
 pub mod render;
 pub mod report;
-pub mod request_scan;
 pub mod segments;
 pub mod side_traffic;
 pub mod stats;
+pub mod summary;
 pub mod tables;
-pub mod user_scan;
-pub mod users;
 
 use std::path::Path;
 
@@ -68,15 +65,15 @@ pub async fn analyze_with(
         .collect())
 }
 
-/// [`analyze`] over the tables of `ctx`, returning each report with the users it was computed
+/// [`analyze`] over the tables of `ctx`, returning each report with the summary it was computed
 /// from (for charts). `data_dir` only names the data in errors.
 pub async fn analyze_in(
     ctx: &datafusion::prelude::SessionContext,
     data_dir: &Path,
     experiments: &ExperimentsFile,
     only: &[String],
-) -> Result<Vec<(Report, users::ExperimentUsers)>> {
-    let all = users::load(ctx, only).await?;
+) -> Result<Vec<(Report, summary::ExperimentSummary)>> {
+    let all = read::load::load(ctx, only, experiments).await?;
     if let Some(missing) = only.iter().find(|e| !all.contains_key(*e)) {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),

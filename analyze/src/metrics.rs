@@ -9,10 +9,10 @@ use crate::report::{
     BlastRadius, Comparison, Cuped, Guardrail, Interval, Latency, QuantileValue, VariantMetrics,
 };
 use crate::stats::{
-    self, ArmEstimate, ClusteredSample, CovariateSums, Estimate, Harm, Horizon, MarginResult,
+    self, ArmEstimate, CovariateSums, Estimate, Harm, Horizon, LatencyDistribution, MarginResult,
     MeanStats, QuantileEstimate, RatioStats, Scale,
 };
-use crate::users::VariantUsers;
+use crate::summary::ArmSummary;
 
 /// The least share of variance CUPED must remove to be used.
 pub const MIN_CUPED_REDUCTION: f64 = 0.01;
@@ -40,50 +40,27 @@ pub struct VariantStats {
     /// Latency quantiles (user-clustered CIs).
     pub quantiles: Vec<Option<QuantileEstimate>>,
     /// Live latencies by user, for the rank test.
-    pub latencies: Arc<ClusteredSample>,
+    pub latencies: Arc<LatencyDistribution>,
     /// 1 − confidence, for the per-variant intervals.
     pub alpha: f64,
 }
 
 impl VariantStats {
-    /// Summarises a variant's users at confidence level 1 − `alpha`, each user's revenue capped at
-    /// `revenue_cap` (winsorization) when given.
-    pub fn from_users(
-        name: &str,
-        variant: &VariantUsers,
-        alpha: f64,
-        revenue_cap: Option<f64>,
-    ) -> Self {
-        let users = &variant.users;
-        let mut errors = RatioStats::default();
-        let mut conversion = MeanStats::default();
-        let mut revenue = MeanStats::default();
-        let mut conversion_pre = CovariateSums::default();
-        let mut revenue_pre = CovariateSums::default();
-        let cap = |v: f64| revenue_cap.map_or(v, |cap| v.min(cap));
-        let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        for u in users {
-            if u.requests > 0 {
-                errors.push(u.errors as f64, u.requests as f64);
-            }
-            conversion.push(flag(u.converted));
-            revenue.push(cap(u.revenue));
-            conversion_pre.push(flag(u.pre_converted), flag(u.converted));
-            revenue_pre.push(cap(u.pre_revenue), cap(u.revenue));
-        }
-        let sample = Arc::clone(&variant.latencies);
+    /// A variant's statistics from its arm, at confidence level 1 − `alpha`.
+    pub fn from_summary(name: &str, arm: &ArmSummary, alpha: f64) -> Self {
+        let sample = Arc::clone(&arm.latencies);
         let quantiles = QUANTILES
             .iter()
             .map(|(_, nu)| sample.quantile(*nu, alpha))
             .collect();
         VariantStats {
             name: name.to_string(),
-            users: users.len() as u64,
-            errors,
-            conversion,
-            revenue,
-            conversion_pre,
-            revenue_pre,
+            users: arm.users,
+            errors: arm.errors,
+            conversion: arm.conversion,
+            revenue: arm.revenue,
+            conversion_pre: arm.conversion_pre,
+            revenue_pre: arm.revenue_pre,
             quantiles,
             latencies: sample,
             alpha,
@@ -407,8 +384,8 @@ fn arm(metric: GuardrailMetric, s: &VariantStats) -> Option<ArmEstimate> {
 /// is slower than one of the other), ties counted ½, and the p-value the rank-sum test's. Requests
 /// are treated as independent, so it is descriptive, never a guardrail (the clustered p99 test is).
 fn latency_rank(base: &VariantStats, variant: &VariantStats, alpha: f64) -> Option<Comparison> {
-    let (b, v) = (base.latencies.values(), variant.latencies.values());
-    let test = stats::mann_whitney_u(b, v)?;
+    let (b, v) = (&base.latencies, &variant.latencies);
+    let test = b.mann_whitney(v)?;
     let slower = test.u / (b.len() as f64 * v.len() as f64);
     Some(Comparison {
         metric: "latency_rank".into(),
@@ -459,36 +436,12 @@ pub fn blast_radius(
     }
 }
 
-/// Variant statistics of an experiment, keyed by name (revenue capped at `revenue_cap` if given).
+/// Variant statistics of an experiment's arms, keyed by name.
 pub fn variant_stats(
-    users: &BTreeMap<String, VariantUsers>,
+    arms: &BTreeMap<String, ArmSummary>,
     alpha: f64,
-    revenue_cap: Option<f64>,
 ) -> BTreeMap<String, VariantStats> {
-    users
-        .iter()
-        .map(|(name, rows)| {
-            (
-                name.clone(),
-                VariantStats::from_users(name, rows, alpha, revenue_cap),
-            )
-        })
+    arms.iter()
+        .map(|(name, arm)| (name.clone(), VariantStats::from_summary(name, arm, alpha)))
         .collect()
-}
-
-/// The `percentile` of revenue over every user of every variant: the winsorization cap, so that
-/// one whale purchase cannot decide a revenue comparison. `None` without users.
-pub fn revenue_cap(users: &BTreeMap<String, VariantUsers>, percentile: f64) -> Option<f64> {
-    let mut values: Vec<f64> = users
-        .values()
-        .flat_map(|v| &v.users)
-        .map(|u| u.revenue)
-        .filter(|v| v.is_finite())
-        .collect();
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((values.len() as f64 * percentile).ceil() as usize).clamp(1, values.len());
-    Some(values[rank - 1])
 }

@@ -1,7 +1,6 @@
 //! The SQL in `queries/`, compiled into the binary so that it runs from anywhere. The analysis job
-//! reads `requests`, `exposures` and `business` through `request_scan`, `exposure_scan` and
-//! `business_scan`; every query is also a named query users run with
-//! `shiftright query --name`.
+//! is `analysis_users` → `analysis_arms` (and `analysis_side_traffic`); every query is also a
+//! named query users run with `shiftright query --name`.
 
 /// A named query.
 #[derive(Debug, Clone, Copy)]
@@ -33,16 +32,16 @@ pub const QUERIES: &[NamedQuery] = &[
         sql: include_str!("../../queries/user_metrics.sql"),
     },
     NamedQuery {
-        name: "request_scan",
-        sql: include_str!("../../queries/request_scan.sql"),
+        name: "analysis_users",
+        sql: include_str!("../../queries/analysis_users.sql"),
     },
     NamedQuery {
-        name: "exposure_scan",
-        sql: include_str!("../../queries/exposure_scan.sql"),
+        name: "analysis_arms",
+        sql: include_str!("../../queries/analysis_arms.sql"),
     },
     NamedQuery {
-        name: "business_scan",
-        sql: include_str!("../../queries/business_scan.sql"),
+        name: "analysis_side_traffic",
+        sql: include_str!("../../queries/analysis_side_traffic.sql"),
     },
     NamedQuery {
         name: "error_rate",
@@ -186,17 +185,23 @@ pub fn restricted(name: &str, only: &[String]) -> crate::Result<String> {
     let sql = named(name)
         .ok_or_else(|| crate::Error::UnknownQuery(name.into()))?
         .sql;
+    Ok(restrict(sql, only))
+}
+
+/// `sql` restricted to the experiments in `only` when it is not empty (it must return an
+/// `experiment` column).
+pub fn restrict(sql: &str, only: &[String]) -> String {
     if only.is_empty() {
-        return Ok(sql.to_string());
+        return sql.to_string();
     }
     let list: Vec<String> = only
         .iter()
         .map(|e| format!("'{}'", e.replace('\'', "''")))
         .collect();
-    Ok(format!(
+    format!(
         "SELECT * FROM ({sql}) AS m WHERE m.experiment IN ({})",
         list.join(", ")
-    ))
+    )
 }
 
 /// Plans `sql` read only: every query shiftright runs, its own and the user's, goes through here.

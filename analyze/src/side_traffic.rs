@@ -1,16 +1,15 @@
 //! Traffic that is not a live user's request, reported beside the verdict and never mixed into it:
 //! synthetic checks (probes from synthetic users: did they succeed, per variant) and shadow and
 //! mirror calls (dark launches: how their errors, latency and result mismatches compare with the
-//! same variant's live traffic). It is folded from the one pass over requests (`request_scan`);
-//! `queries/traffic_modes.sql` gives the same rows to users of `shiftright query`.
+//! same variant's live traffic). Its rows come from `queries/analysis_side_traffic.sql` (each
+//! event_id once); `queries/traffic_modes.sql` gives the same groups as stored.
 
 use serde::Serialize;
 
-use crate::fold::SideGroup;
 use crate::report::VariantMetrics;
 use crate::stats::dist::normal_sf;
 
-/// A variant's requests of one mode, synthetic or not.
+/// A variant's requests of one mode, synthetic or not (one `analysis_side_traffic` row).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModeRow {
     pub variant: String,
@@ -77,39 +76,6 @@ pub struct ShadowTraffic {
     pub mismatch_rate: Option<f64>,
 }
 
-/// The synthetic and shadow/mirror traffic of one experiment from its request fold: one row per
-/// variant, mode and synthetic flag, in that order. Live requests of real users are not among
-/// them (they are the decision's).
-pub fn mode_rows(groups: Vec<((String, String, bool), SideGroup)>) -> Vec<ModeRow> {
-    let mut rows: Vec<ModeRow> = groups
-        .into_iter()
-        .map(|((variant, mode, synthetic), mut group)| {
-            let mut users: Vec<u32> = group.latencies.iter().map(|&(_, u)| u).collect();
-            users.sort_unstable();
-            users.dedup();
-            let sample = group.sample();
-            let quantile = |nu: f64| sample.quantile(nu, 0.05).map(|q| q.estimate);
-            ModeRow {
-                variant,
-                mode,
-                synthetic,
-                users: users.len() as u64,
-                requests: group.requests,
-                errors: group.errors,
-                failures: group.failures,
-                compared: group.compared,
-                mismatches: group.mismatches,
-                latency_p50: quantile(0.5),
-                latency_p99: quantile(0.99),
-            }
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        (&a.variant, &a.mode, a.synthetic).cmp(&(&b.variant, &b.mode, b.synthetic))
-    });
-    rows
-}
-
 fn rate(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -171,39 +137,6 @@ pub fn shadow_traffic(rows: &[ModeRow], live: &[VariantMetrics]) -> Vec<ShadowTr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mode_rows_summarise_each_group_with_its_users_and_quantiles() {
-        let group = |mode: &str, synthetic: bool, latencies: &[(f64, u32)]| {
-            let key = ("v2".to_string(), mode.to_string(), synthetic);
-            let group = SideGroup {
-                requests: latencies.len() as u64,
-                errors: 1,
-                failures: 2,
-                latencies: latencies.to_vec(),
-                ..Default::default()
-            };
-            (key, group)
-        };
-        let rows = mode_rows(vec![
-            group(
-                "shadow",
-                false,
-                &[(10.0, 1), (20.0, 1), (30.0, 2), (40.0, 2), (50.0, 2)],
-            ),
-            group("live", true, &[(5.0, 7)]),
-        ]);
-        assert_eq!(rows.len(), 2, "{rows:?}");
-        assert_eq!(rows[0].mode, "live", "sorted by variant, mode, synthetic");
-        let shadow = &rows[1];
-        assert_eq!((shadow.users, shadow.requests, shadow.errors), (2, 5, 1));
-        assert_eq!(
-            (shadow.latency_p50, shadow.latency_p99),
-            (Some(30.0), Some(50.0))
-        );
-        let probe = &rows[0];
-        assert_eq!((probe.users, probe.requests, probe.failures), (1, 1, 2));
-    }
 
     #[test]
     fn two_proportions_matches_a_hand_computation() {

@@ -60,6 +60,7 @@ pub async fn session_with(data_dir: &Path, options: ReadOptions) -> Result<Sessi
         ctx.register_table(name, provider)
             .map_err(Error::query(name))?;
     }
+    crate::read::register_views(&ctx).await?;
     let found = Table::EVENTS
         .iter()
         .any(|t| store.present.contains(t.name()));

@@ -184,19 +184,20 @@ fn compare(ours_json: &str, duckdb: &serde_json::Value) -> Result<(), String> {
 /// The figures as a Markdown table, with time per million request events to show the growth.
 pub fn to_markdown(rows: &[AnalysisRow]) -> String {
     let mut out = String::from(
-        "| request events | Parquet | shiftright analyze | peak RSS | s per M events | DuckDB (process) | DuckDB (queries) | DuckDB peak RSS | ratio (ours / DuckDB process) | same counts |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|:--|\n",
+        "| request events | Parquet | shiftright analyze | peak RSS | CPU (cores busy) | s per M events | DuckDB (process) | DuckDB (queries) | DuckDB peak RSS | DuckDB CPU | ratio (ours / DuckDB process) | same counts |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:--|\n",
     );
     for r in rows {
         let per_m = r.ours.wall.as_secs_f64() / (r.data.requests as f64 / 1e6);
-        let (d_wall, d_query, d_rss, ratio) = match &r.duckdb {
+        let (d_wall, d_query, d_rss, d_cpu, ratio) = match &r.duckdb {
             Some((m, q)) => (
                 format!("{:.2} s", m.wall.as_secs_f64()),
                 format!("{q:.2} s"),
                 format!("{:.0} MiB", m.peak_rss_mib()),
+                format!("{:.2}", m.cores_busy()),
                 format!("{:.2}", r.ours.wall.as_secs_f64() / m.wall.as_secs_f64()),
             ),
-            None => ("—".into(), "—".into(), "—".into(), "—".into()),
+            None => ("—".into(), "—".into(), "—".into(), "—".into(), "—".into()),
         };
         let agree = match &r.agree {
             Some(Ok(())) => "yes".to_string(),
@@ -204,12 +205,13 @@ pub fn to_markdown(rows: &[AnalysisRow]) -> String {
             None => "—".into(),
         };
         out.push_str(&format!(
-            "| {} | {:.0} MiB, {} files | {:.2} s | {:.0} MiB | {per_m:.2} | {d_wall} | {d_query} | {d_rss} | {ratio} | {agree} |\n",
+            "| {} | {:.0} MiB, {} files | {:.2} s | {:.0} MiB | {:.2} | {per_m:.2} | {d_wall} | {d_query} | {d_rss} | {d_cpu} | {ratio} | {agree} |\n",
             r.data.requests,
             r.data.bytes as f64 / (1 << 20) as f64,
             r.data.files,
             r.ours.wall.as_secs_f64(),
             r.ours.peak_rss_mib(),
+            r.ours.cores_busy(),
         ));
     }
     out

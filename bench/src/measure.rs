@@ -15,6 +15,8 @@ pub struct Measured {
     pub wall: Duration,
     /// Peak resident set size of the child, bytes.
     pub peak_rss_bytes: u64,
+    /// CPU time of the child, user and system.
+    pub cpu: Duration,
     /// Exit code (None: killed by a signal).
     pub exit_code: Option<i32>,
     /// Everything it printed on standard output.
@@ -25,6 +27,11 @@ impl Measured {
     /// Peak RSS in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         self.peak_rss_bytes as f64 / (1 << 20) as f64
+    }
+
+    /// Cores kept busy on average: CPU time over wall time.
+    pub fn cores_busy(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
     }
 }
 
@@ -97,9 +104,14 @@ pub fn run_measured(mut command: Command, ok_codes: &[i32]) -> Result<Measured> 
         wall,
         // Linux reports ru_maxrss in KiB.
         peak_rss_bytes: (usage.ru_maxrss as u64) * 1024,
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
         exit_code,
         stdout,
     })
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
 #[cfg(test)]

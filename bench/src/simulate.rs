@@ -18,7 +18,7 @@ use serde::Serialize;
 use shiftright_analyze::config::{ExperimentSettings, GuardrailMetric, Method};
 use shiftright_analyze::decision::decide;
 use shiftright_analyze::report::Verdict;
-use shiftright_analyze::users::{ExperimentUsers, UserRow, VariantUsers};
+use shiftright_analyze::summary::{ArmSummary, ExperimentSummary, UserRow, UserRows};
 
 /// The simulated traffic and how often it is analysed.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,7 +235,7 @@ fn one_canary(
     let extra_requests =
         Binomial::new(u64::from(config.requests_per_user.max(1) - 1) * 2, 0.5).ok()?;
     let mut arrived: BTreeMap<String, Vec<(UserRow, Vec<f64>)>> = BTreeMap::new();
-    let mut users = ExperimentUsers::default();
+    let mut users = ExperimentSummary::default();
     let mut minute = 0;
     while minute < config.horizon_min {
         minute += config.look_every_min;
@@ -271,7 +271,10 @@ fn one_canary(
         // Each look sees every user so far, as an analysis rerun over the growing data would.
         users.variants = arrived
             .iter()
-            .map(|(v, rows)| (v.clone(), VariantUsers::from_rows(rows.clone())))
+            .map(|(v, rows)| {
+                let rows = UserRows::from_rows(rows.clone());
+                (v.clone(), ArmSummary::from_rows(&rows, None))
+            })
             .collect();
         let report = decide("simulated", &users, settings);
         if report.verdict == Verdict::Rollback {

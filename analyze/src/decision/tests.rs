@@ -1,18 +1,16 @@
 //! The verdict rules of statistics.md section 7 on constructed experiments, and the JSON report
 //! held to `schemas/report.schema.json`.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::*;
 use crate::config::ExperimentsFile;
 use crate::stats::{Harm, Scale};
-use crate::users::{UserRow, VariantUsers};
+use crate::summary::{ArmSummary, ExperimentSummary, UserRow, UserRows};
 
 /// `n` users with `requests` requests each; every `error_every`-th request (counted across the
 /// variant) fails; latencies cycle deterministically around `latency`.
-fn users(n: usize, requests: u64, error_every: u64, latency: f64) -> VariantUsers {
+fn users(n: usize, requests: u64, error_every: u64, latency: f64) -> UserRows {
     let mut counter = 0u64;
     let rows = (0..n)
         .map(|u| {
@@ -34,21 +32,11 @@ fn users(n: usize, requests: u64, error_every: u64, latency: f64) -> VariantUser
             (row, latencies)
         })
         .collect();
-    VariantUsers::from_rows(rows)
+    UserRows::from_rows(rows)
 }
 
-fn experiment(variants: Vec<(&str, VariantUsers)>) -> ExperimentUsers {
-    ExperimentUsers {
-        variants: variants
-            .into_iter()
-            .map(|(n, u)| (n.to_string(), u))
-            .collect(),
-        synthetic: BTreeMap::new(),
-        multiple_variants: 0,
-        duplicates_dropped: 0,
-        modes: Vec::new(),
-        segments: Default::default(),
-    }
+fn experiment(variants: Vec<(&str, UserRows)>) -> ExperimentSummary {
+    ExperimentSummary::from_user_rows(variants, None)
 }
 
 fn settings(toml: &str) -> ExperimentSettings {
@@ -277,10 +265,11 @@ fn the_json_report_follows_its_schema() {
 fn winsorizing_caps_a_whale_and_says_where() {
     let mut treatment = users(2000, 2, 0, 80.0);
     treatment.users[1].revenue = 1_000_000.0; // one purchase worth more than everyone else's together
-    let e = experiment(vec![
+    let variants = vec![
         ("control", users(2000, 2, 0, 80.0)),
         ("treatment", treatment),
-    ]);
+    ];
+    let e = experiment(variants.clone());
     let revenue = |r: &Report| {
         r.variants
             .iter()
@@ -293,9 +282,10 @@ fn winsorizing_caps_a_whale_and_says_where() {
     assert_eq!(raw.data_quality.revenue_winsorized_at, None);
     assert!(revenue(&raw) > 500.0);
 
+    // The plan caps revenue where the settings winsorize; the decision reports the cap.
     let capped = decide(
         "x",
-        &e,
+        &ExperimentSummary::from_user_rows(variants, Some(0.99)),
         &settings("[experiments.x]\nmethod = \"fixed\"\nwinsorize_revenue = 0.99\n"),
     );
     // 10% of users spend 25: the 99th percentile is 25, so the whale counts as 25:
@@ -339,10 +329,11 @@ fn the_rank_test_sees_a_slower_variant() {
 fn a_regression_in_one_endpoint_rolls_back_through_its_segment() {
     let segment = |errors_every: u64, n: usize| -> crate::segments::SegmentUsers {
         [
-            ("v1".to_string(), users(n * 19, 3, 200, 80.0)),
-            ("v2".to_string(), users(n, 3, errors_every, 80.0)),
+            ("v1", users(n * 19, 3, 200, 80.0)),
+            ("v2", users(n, 3, errors_every, 80.0)),
         ]
         .into_iter()
+        .map(|(v, rows)| (v.to_string(), ArmSummary::from_rows(&rows, None)))
         .collect()
     };
     let build = |n: usize| {
@@ -392,7 +383,7 @@ fn a_regression_in_one_endpoint_rolls_back_through_its_segment() {
 }
 
 /// `users` whose conversion is every `every`-th user instead of every tenth.
-fn converting(mut rows: VariantUsers, every: usize) -> VariantUsers {
+fn converting(mut rows: UserRows, every: usize) -> UserRows {
     for (u, row) in rows.users.iter_mut().enumerate() {
         row.converted = u % every == 0;
     }
@@ -479,7 +470,7 @@ fn an_absolute_latency_guardrail_is_tested_on_the_difference() {
 #[test]
 fn pre_exposure_revenue_narrows_the_revenue_interval_with_cuped() {
     // Revenue that persists: each user's spend after exposure repeats the spend before it.
-    let spending = |mut rows: VariantUsers| -> VariantUsers {
+    let spending = |mut rows: UserRows| -> UserRows {
         for (u, row) in rows.users.iter_mut().enumerate() {
             row.pre_revenue = (u % 7) as f64 * 10.0;
             row.revenue = row.pre_revenue + (u % 3) as f64;

@@ -208,18 +208,19 @@ pub fn line_chart(
 
 /// The empirical CDF of sorted `values`, at most `points` points, up to its 99.9th percentile (so
 /// that a few extreme requests do not flatten the curve).
-pub fn cdf_points(sorted: &[f64], points: usize) -> Vec<(f64, f64)> {
-    if sorted.is_empty() || points == 0 {
+pub fn cdf_points(
+    distribution: &crate::stats::LatencyDistribution,
+    points: usize,
+) -> Vec<(f64, f64)> {
+    if distribution.is_empty() || points == 0 {
         return Vec::new();
     }
-    let n = sorted.len();
+    let n = distribution.len() as usize;
     let last = ((n as f64 * 0.999).ceil() as usize).clamp(1, n);
     let step = (last / points).max(1);
-    let mut out: Vec<(f64, f64)> = (0..last)
-        .step_by(step)
-        .map(|i| (sorted[i], (i + 1) as f64 / n as f64))
-        .collect();
-    out.push((sorted[last - 1], last as f64 / n as f64));
+    let at = |rank: usize| (distribution.order_stat(rank as f64), rank as f64 / n as f64);
+    let mut out: Vec<(f64, f64)> = (1..=last).step_by(step).map(at).collect();
+    out.push(at(last));
     out
 }
 
@@ -230,11 +231,13 @@ mod tests {
     #[test]
     fn cdf_points_are_increasing_and_stop_at_the_999th_percentile() {
         let values: Vec<f64> = (1..=10_000).map(f64::from).collect();
+        let values =
+            crate::stats::LatencyDistribution::from_users(values.iter().map(std::slice::from_ref));
         let cdf = cdf_points(&values, 100);
         assert!(cdf.len() <= 102, "{}", cdf.len());
         assert!(cdf.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
         assert_eq!(cdf.last().copied(), Some((9_990.0, 0.999)));
-        assert!(cdf_points(&[], 10).is_empty());
+        assert!(cdf_points(&Default::default(), 10).is_empty());
     }
 
     #[test]

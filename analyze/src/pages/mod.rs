@@ -23,7 +23,7 @@ use crate::config::ExperimentsFile;
 use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::stats::Scale;
-use crate::users::ExperimentUsers;
+use crate::summary::ExperimentSummary;
 use crate::{queries, render, tables};
 use charts::{LiftRow, Series};
 
@@ -374,7 +374,7 @@ struct ExperimentPage<'a> {
 impl<'a> ExperimentPage<'a> {
     fn new(
         report: &'a Report,
-        users: &ExperimentUsers,
+        users: &ExperimentSummary,
         hourly: &[HourRow],
         dead_letters: &BTreeMap<String, u64>,
     ) -> Result<Self> {
@@ -450,20 +450,19 @@ fn lift_rows(report: &Report) -> Vec<LiftRow> {
         .collect()
 }
 
-fn latency_cdf(report: &Report, users: &ExperimentUsers) -> Result<String> {
+fn latency_cdf(report: &Report, users: &ExperimentSummary) -> Result<String> {
     let mut series = Vec::new();
     let mut markers = Vec::new();
     for v in &report.variants {
         let Some(rows) = users.variants.get(&v.name) else {
             continue;
         };
-        let values = rows.latencies.values();
         if let Some(p99) = v.latency_ms.p99 {
             markers.push((series.len(), p99, format!("{} p99 {p99:.0} ms", v.name)));
         }
         series.push(Series {
             name: v.name.clone(),
-            points: charts::cdf_points(values, 200),
+            points: charts::cdf_points(&rows.latencies, 200),
         });
     }
     charts::line_chart(

@@ -30,8 +30,7 @@ pub struct MannWhitney {
     pub p_less: f64,
 }
 
-/// The finite values of `values`, ascending: borrowed when they already are (a
-/// `ClusteredSample`'s values are, and 10⁷ of them are not worth copying), sorted otherwise.
+/// The finite values of `values`, ascending: borrowed when they already are, sorted otherwise.
 fn finite_ascending(values: &[f64]) -> std::borrow::Cow<'_, [f64]> {
     if values.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
         // Ascending by total order: −NaN, −∞ first and +∞, +NaN last, finite values between.
@@ -49,32 +48,59 @@ fn finite_ascending(values: &[f64]) -> std::borrow::Cow<'_, [f64]> {
 /// variance of U is then zero).
 pub fn mann_whitney_u(control: &[f64], treatment: &[f64]) -> Option<MannWhitney> {
     let (c, t) = (finite_ascending(control), finite_ascending(treatment));
-    let (n_c, n_t) = (c.len() as f64, t.len() as f64);
-    if n_t == 0.0 || n_c == 0.0 {
-        return None;
-    }
+    mann_whitney_runs(runs(&c), runs(&t))
+}
 
-    // Walk both samples in step, one value at a time: average ranks over runs of ties,
-    // accumulating Σ(t³ − t) as we go.
+/// Runs of equal values of an ascending slice: (value, how many).
+fn runs(sorted: &[f64]) -> impl Iterator<Item = (f64, u64)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let &v = sorted.get(i)?;
+        let n = sorted[i..].partition_point(|&x| x == v);
+        i += n;
+        Some((v, n as u64))
+    })
+}
+
+/// The rank-sum test from each sample's distinct values ascending with their counts (finite
+/// values only): what a distribution gives without the requests themselves.
+pub fn mann_whitney_runs(
+    control: impl Iterator<Item = (f64, u64)>,
+    treatment: impl Iterator<Item = (f64, u64)>,
+) -> Option<MannWhitney> {
+    let mut c = control.filter(|(v, n)| v.is_finite() && *n > 0).peekable();
+    let mut t = treatment
+        .filter(|(v, n)| v.is_finite() && *n > 0)
+        .peekable();
+    // Walk both in step, one value at a time: average ranks over runs of ties, accumulating
+    // Σ(t³ − t) as we go.
+    let (mut n_c, mut n_t) = (0.0, 0.0);
     let mut rank_sum_t = 0.0;
     let mut tie_term = 0.0;
-    let (mut i, mut j, mut start) = (0, 0, 0usize);
-    while i < c.len() || j < t.len() {
-        let value = match (c.get(i), t.get(j)) {
-            (Some(&a), Some(&b)) => a.min(b),
-            (Some(&a), None) => a,
-            (None, Some(&b)) => b,
+    let mut start = 0.0;
+    loop {
+        let value = match (c.peek(), t.peek()) {
+            (Some(&(a, _)), Some(&(b, _))) => a.min(b),
+            (Some(&(a, _)), None) => a,
+            (None, Some(&(b, _))) => b,
             (None, None) => break,
         };
-        let tied_c = c[i..].partition_point(|&v| v == value);
-        let tied_t = t[j..].partition_point(|&v| v == value);
-        let ties = (tied_c + tied_t) as f64;
-        let mid_rank = (2 * start + tied_c + tied_t + 1) as f64 / 2.0;
-        rank_sum_t += tied_t as f64 * mid_rank;
+        let tied_c = c
+            .next_if(|&(v, _)| v == value)
+            .map_or(0.0, |(_, n)| n as f64);
+        let tied_t = t
+            .next_if(|&(v, _)| v == value)
+            .map_or(0.0, |(_, n)| n as f64);
+        let ties = tied_c + tied_t;
+        let mid_rank = (2.0 * start + ties + 1.0) / 2.0;
+        rank_sum_t += tied_t * mid_rank;
         tie_term += ties.powi(3) - ties;
-        start += tied_c + tied_t;
-        i += tied_c;
-        j += tied_t;
+        start += ties;
+        n_c += tied_c;
+        n_t += tied_t;
+    }
+    if n_t == 0.0 || n_c == 0.0 {
+        return None;
     }
 
     let n = n_t + n_c;

@@ -7,7 +7,7 @@
 //! tests. The randomisation unit is the user: request-level metrics are ratio
 //! metrics over per-user sums (`ratio`), per-user values are plain means
 //! (`means`), and latency quantiles carry a user-clustering correction
-//! (`quantile`).
+//! (`quantile`), read off a mergeable distribution (`distribution`).
 //!
 //! Degenerate input never panics. Functions that cannot produce a meaningful
 //! answer (no users, zero variance, zero baseline) return `None`; functions
@@ -16,6 +16,7 @@
 
 pub mod cuped;
 pub mod dist;
+pub mod distribution;
 pub mod harm;
 pub mod horizon;
 pub mod mann_whitney;
@@ -29,18 +30,22 @@ pub mod sequential;
 pub mod srm;
 
 pub use cuped::{cuped, CovariateSums, CupedAdjustment};
+pub use distribution::{DistributionBuilder, LatencyDistribution};
 pub use harm::{excess_errors, share_above_cap_p};
 pub use horizon::{sequential_poisson_margin_p, sequential_poisson_upper_bound, Horizon};
-pub use mann_whitney::{mann_whitney_u, MannWhitney};
+pub use mann_whitney::{mann_whitney_runs, mann_whitney_u, MannWhitney};
 pub use margin::{normal_margin, ArmEstimate, Harm, MarginResult, Scale, ThresholdRule};
 pub use means::{
     relative_lift, relative_lift_moments, welch_diff, welch_diff_moments, MeanStats, SampleMoments,
 };
 pub use multiple::{benjamini_hochberg, holm};
 pub use poisson::{poisson_margin_p, poisson_ratio_upper_bound};
+/// The sorted sample the distribution is held to (tests only).
+#[cfg(test)]
+pub use quantile::ClusteredSample;
 pub use quantile::{
     quantile_diff, quantile_margin_test, quantile_margin_test_at, quantile_ratio_upper_bound,
-    quantile_ratio_upper_bound_at, quantile_relative, ClusteredSample, QuantileEstimate,
+    quantile_ratio_upper_bound_at, quantile_relative, QuantileEstimate,
 };
 pub use ratio::{
     fieller_upper, ratio_diff, ratio_margin_test, ratio_margin_test_at, ratio_relative,

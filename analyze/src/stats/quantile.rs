@@ -21,11 +21,10 @@ use super::horizon::Horizon;
 use super::ratio::{fieller_upper, RatioStats};
 use super::{valid_alpha, valid_se, Estimate};
 
-/// A variant's latencies, grouped by user.
-///
-/// Flat, so that 10⁸ requests fit in memory: every observation ascending, and beside each the
-/// (dense) index of the user it came from — 12 bytes an observation, where one `Vec` per user cost
-/// an allocation each and a copy at every regrouping.
+/// A variant's latencies, grouped by user, every one kept: the direct reading of section 3 that
+/// [`LatencyDistribution`](super::LatencyDistribution) is held to in its tests (the analysis
+/// itself reads the distribution, which merges and fits a budget).
+#[cfg(test)]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusteredSample {
     /// Every observation, ascending.
@@ -48,6 +47,7 @@ pub struct QuantileEstimate {
     pub se: Option<f64>,
 }
 
+#[cfg(test)]
 impl ClusteredSample {
     /// Builds the sample from each user's observations, dropping non-finite values (NaN and ±∞
     /// are not latencies) and users left with none.
@@ -132,36 +132,18 @@ impl ClusteredSample {
         if self.is_empty() || !(0.0..=1.0).contains(&nu) {
             return None;
         }
-        let n = self.len() as f64;
-        // The epsilon keeps n·ν = 900 from becoming rank 901 by rounding.
-        let q = self.order_stat((n * nu - 1e-9).ceil());
-        let mut out = QuantileEstimate {
+        outer_quantile(
+            self.len() as u64,
+            self.users() as u64,
             nu,
-            n: self.len(),
-            estimate: q,
-            ci_low: None,
-            ci_high: None,
-            se: None,
-        };
-        if !valid_alpha(alpha) || nu <= 0.0 || nu >= 1.0 || self.users() < 2 {
-            return Some(out);
-        }
-        let z = z_two_sided(alpha);
-        if n <= z * z * nu / (1.0 - nu) || n <= z * z * (1.0 - nu) / nu {
-            return Some(out);
-        }
-        let sigma_f = self.f_variance(q, nu).sqrt();
-        let low = self.order_stat((n * (nu - z * sigma_f)).floor());
-        let high = self.order_stat((n * (nu + z * sigma_f)).ceil());
-        out.ci_low = Some(low);
-        out.ci_high = Some(high);
-        out.se = Some((high - low) / (2.0 * z));
-        Some(out)
+            alpha,
+            |rank| self.order_stat(rank),
+            |q| self.f_variance(q, nu),
+        )
     }
 
     /// σ_F² = ν(1−ν)/n times the design effect of clustering at Q̂ = `q`.
     fn f_variance(&self, q: f64, nu: f64) -> f64 {
-        let n = self.len() as f64;
         let mut below = vec![0u32; self.sizes.len()];
         for &user in &self.owner[..self.sorted.partition_point(|&v| v <= q)] {
             below[user as usize] += 1;
@@ -170,17 +152,67 @@ impl ClusteredSample {
         for (b, size) in below.into_iter().zip(&self.sizes) {
             f_hat.push(f64::from(b), f64::from(*size));
         }
-        let f = f_hat.ratio();
-        let iid = f * (1.0 - f) / (n - 1.0);
-        // F̂ ∈ {0, 1} (every value tied at Q̂) carries no information about
-        // clustering; fall back to independence rather than a zero width.
-        let design_effect = if iid > 0.0 && n > 1.0 {
-            f_hat.variance() / iid
-        } else {
-            1.0
-        };
-        nu * (1.0 - nu) / n * design_effect
+        clustered_f_variance(&f_hat, nu)
     }
+}
+
+/// The quantile ν of a sample of `n` values from `users` users, with its outer CI (section 3),
+/// from the sample's order statistics (`order_stat`, 1-based rank) and σ_F² at an estimate
+/// (`f_variance`): the estimate X_(⌈nν⌉); no CI until n > z²ν/(1−ν) and n > z²(1−ν)/ν, nor with
+/// fewer than two users or an invalid alpha; `None` when empty or ν is outside [0, 1].
+pub fn outer_quantile(
+    n: u64,
+    users: u64,
+    nu: f64,
+    alpha: f64,
+    order_stat: impl Fn(f64) -> f64,
+    f_variance: impl Fn(f64) -> f64,
+) -> Option<QuantileEstimate> {
+    if n == 0 || !(0.0..=1.0).contains(&nu) {
+        return None;
+    }
+    let len = n;
+    let n = n as f64;
+    // The epsilon keeps n·ν = 900 from becoming rank 901 by rounding.
+    let q = order_stat((n * nu - 1e-9).ceil());
+    let mut out = QuantileEstimate {
+        nu,
+        n: len as usize,
+        estimate: q,
+        ci_low: None,
+        ci_high: None,
+        se: None,
+    };
+    if !valid_alpha(alpha) || nu <= 0.0 || nu >= 1.0 || users < 2 {
+        return Some(out);
+    }
+    let z = z_two_sided(alpha);
+    if n <= z * z * nu / (1.0 - nu) || n <= z * z * (1.0 - nu) / nu {
+        return Some(out);
+    }
+    let sigma_f = f_variance(q).sqrt();
+    let low = order_stat((n * (nu - z * sigma_f)).floor());
+    let high = order_stat((n * (nu + z * sigma_f)).ceil());
+    out.ci_low = Some(low);
+    out.ci_high = Some(high);
+    out.se = Some((high - low) / (2.0 * z));
+    Some(out)
+}
+
+/// σ_F² = ν(1−ν)/n times the design effect of clustering, from F̂ = Σb_i/Σn_i as a ratio metric
+/// over users (`f_hat`: x = b_i, y = n_i).
+pub fn clustered_f_variance(f_hat: &RatioStats, nu: f64) -> f64 {
+    let n = f_hat.sum_y;
+    let f = f_hat.ratio();
+    let iid = f * (1.0 - f) / (n - 1.0);
+    // F̂ ∈ {0, 1} (every value tied at Q̂) carries no information about
+    // clustering; fall back to independence rather than a zero width.
+    let design_effect = if iid > 0.0 && n > 1.0 {
+        f_hat.variance() / iid
+    } else {
+        1.0
+    };
+    nu * (1.0 - nu) / n * design_effect
 }
 
 fn both_se(c: &QuantileEstimate, t: &QuantileEstimate) -> Option<(f64, f64)> {

@@ -1,0 +1,429 @@
+//! Runs the analysis' plan (`analysis_arms`, `analysis_side_traffic`, and first the revenue caps
+//! when winsorizing) and turns its rows into each experiment's [`ExperimentSummary`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::prelude::SessionContext;
+
+use crate::config::ExperimentsFile;
+use crate::error::{Error, Result};
+use crate::queries;
+use crate::side_traffic::ModeRow;
+use crate::stats::{
+    CovariateSums, DistributionBuilder, LatencyDistribution, MeanStats, RatioStats,
+};
+use crate::summary::{cap_of, ArmSummary, ExperimentSummary};
+
+const ARMS: &str = "analysis_arms";
+const SIDE: &str = "analysis_side_traffic";
+
+/// What a row of `analysis_users` (and so of `analysis_arms`) describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    /// The user over the whole experiment.
+    All,
+    /// The user's requests to one endpoint.
+    Endpoint,
+    /// The user's requests in one region.
+    Region,
+}
+
+impl Dimension {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "all" => Some(Dimension::All),
+            "endpoint" => Some(Dimension::Endpoint),
+            "region" => Some(Dimension::Region),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::All => "all",
+            Dimension::Endpoint => "endpoint",
+            Dimension::Region => "region",
+        }
+    }
+}
+
+/// The columns of one result, read by name and cast to the type the loader wants.
+struct Columns<'a> {
+    query: &'a str,
+    batch: &'a RecordBatch,
+}
+
+impl Columns<'_> {
+    fn get(&self, name: &str, to: &DataType) -> Result<ArrayRef> {
+        queries::column(self.batch, self.query, name, to)
+    }
+
+    fn text(&self, name: &str) -> Result<Vec<String>> {
+        let a = self.get(name, &DataType::Utf8)?;
+        Ok(a.as_string::<i32>()
+            .iter()
+            .map(|s| s.unwrap_or_default().to_string())
+            .collect())
+    }
+
+    fn flag(&self, name: &str) -> Result<Vec<bool>> {
+        let a = self.get(name, &DataType::Boolean)?;
+        Ok(a.as_boolean().iter().map(|b| b.unwrap_or(false)).collect())
+    }
+
+    fn number(&self, name: &str) -> Result<Vec<f64>> {
+        let a = self.get(name, &DataType::Float64)?;
+        Ok(a.as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.unwrap_or(0.0))
+            .collect())
+    }
+
+    fn count(&self, name: &str) -> Result<Vec<u64>> {
+        let a = self.get(name, &DataType::Int64)?;
+        Ok(a.as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.unwrap_or(0).max(0) as u64)
+            .collect())
+    }
+
+    fn distribution(&self, name: &str) -> Result<Vec<LatencyDistribution>> {
+        let a = self.get(name, &DataType::Binary)?;
+        a.as_binary::<i32>()
+            .iter()
+            .map(|bytes| match bytes {
+                None => Ok(LatencyDistribution::default()),
+                Some(b) => DistributionBuilder::decode(b)
+                    .map(|d| d.finish())
+                    .ok_or_else(|| Error::Column {
+                        name: self.query.into(),
+                        column: name.into(),
+                    }),
+            })
+            .collect()
+    }
+}
+
+async fn run(ctx: &SessionContext, name: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+    let started = std::time::Instant::now();
+    let (_, batches) = crate::query_in(ctx, name, sql, &[]).await?;
+    tracing::info!(
+        query = name,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "ran"
+    );
+    Ok(batches)
+}
+
+/// Each winsorizing experiment's revenue cap: the configured percentile of its decided users'
+/// revenue (exact while their distinct values fit the distribution's budget, else within 0.5%).
+async fn revenue_caps(
+    ctx: &SessionContext,
+    only: &[String],
+    experiments: &ExperimentsFile,
+) -> Result<BTreeMap<String, f64>> {
+    let mut caps = BTreeMap::new();
+    if !experiments.any_winsorize() {
+        return Ok(caps);
+    }
+    let sql = queries::restrict(
+        "SELECT experiment, latency_distribution(revenue) AS revenue FROM analysis_users \
+         WHERE dimension = 'all' AND NOT synthetic AND NOT multiple_variants GROUP BY experiment",
+        only,
+    );
+    for batch in run(ctx, "revenue caps", &sql).await? {
+        let c = Columns {
+            query: "revenue caps",
+            batch: &batch,
+        };
+        for (experiment, revenue) in c
+            .text("experiment")?
+            .into_iter()
+            .zip(c.distribution("revenue")?)
+        {
+            let pct = experiments.settings(&experiment).winsorize_revenue;
+            if let Some(cap) = pct.and_then(|p| cap_of(&revenue, p)) {
+                caps.insert(experiment, cap);
+            }
+        }
+    }
+    Ok(caps)
+}
+
+/// `analysis_arms` over users whose revenue is capped as `caps` say.
+fn arms_sql(caps: &BTreeMap<String, f64>) -> Result<String> {
+    let sql = queries::named(ARMS)
+        .ok_or_else(|| Error::UnknownQuery(ARMS.into()))?
+        .sql;
+    if caps.is_empty() {
+        return Ok(sql.to_string());
+    }
+    let cases: String = caps
+        .iter()
+        .map(|(e, cap)| {
+            format!(
+                " WHEN '{}' THEN CAST({cap:?} AS DOUBLE)",
+                e.replace('\'', "''")
+            )
+        })
+        .collect();
+    let capped = |column: &str| {
+        format!("LEAST({column}, CASE experiment{cases} ELSE {column} END) AS {column}")
+    };
+    let columns = crate::read::user_state::row_fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "revenue" | "pre_revenue" => capped(f.name()),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let from = "FROM analysis_users";
+    if !sql.contains(from) {
+        return Err(Error::UnknownQuery(format!(
+            "{ARMS} no longer reads {from}"
+        )));
+    }
+    Ok(sql.replace(
+        from,
+        &format!("FROM (SELECT {columns} FROM analysis_users) AS analysis_users"),
+    ))
+}
+
+fn arm(i: usize, cols: &ArmColumns, latencies: LatencyDistribution) -> ArmSummary {
+    let users = cols.users[i];
+    let n = users as f64;
+    ArmSummary {
+        users,
+        errors: RatioStats {
+            n: cols.users_with_requests[i] as f64,
+            sum_x: cols.errors[i],
+            sum_y: cols.requests[i],
+            sum_xx: cols.errors_sq[i],
+            sum_yy: cols.requests_sq[i],
+            sum_xy: cols.errors_requests[i],
+        },
+        conversion: MeanStats {
+            n,
+            sum: cols.conversions[i],
+            sum_sq: cols.conversions[i],
+        },
+        revenue: MeanStats {
+            n,
+            sum: cols.revenue[i],
+            sum_sq: cols.revenue_sq[i],
+        },
+        conversion_pre: CovariateSums {
+            n,
+            sx: cols.pre_conversions[i],
+            sy: cols.conversions[i],
+            sxx: cols.pre_conversions[i],
+            syy: cols.conversions[i],
+            sxy: cols.pre_and_post[i],
+        },
+        revenue_pre: CovariateSums {
+            n,
+            sx: cols.pre_revenue[i],
+            sy: cols.revenue[i],
+            sxx: cols.pre_revenue_sq[i],
+            syy: cols.revenue_sq[i],
+            sxy: cols.pre_revenue_revenue[i],
+        },
+        latencies: Arc::new(latencies),
+    }
+}
+
+/// The numeric columns of one `analysis_arms` batch.
+struct ArmColumns {
+    users: Vec<u64>,
+    users_with_requests: Vec<u64>,
+    requests: Vec<f64>,
+    errors: Vec<f64>,
+    requests_sq: Vec<f64>,
+    errors_sq: Vec<f64>,
+    errors_requests: Vec<f64>,
+    conversions: Vec<f64>,
+    pre_conversions: Vec<f64>,
+    pre_and_post: Vec<f64>,
+    revenue: Vec<f64>,
+    revenue_sq: Vec<f64>,
+    pre_revenue: Vec<f64>,
+    pre_revenue_sq: Vec<f64>,
+    pre_revenue_revenue: Vec<f64>,
+}
+
+impl ArmColumns {
+    fn read(c: &Columns<'_>) -> Result<Self> {
+        Ok(ArmColumns {
+            users: c.count("users")?,
+            users_with_requests: c.count("users_with_requests")?,
+            requests: c.number("requests")?,
+            errors: c.number("errors")?,
+            requests_sq: c.number("requests_sq")?,
+            errors_sq: c.number("errors_sq")?,
+            errors_requests: c.number("errors_requests")?,
+            conversions: c.number("conversions")?,
+            pre_conversions: c.number("pre_conversions")?,
+            pre_and_post: c.number("pre_and_post_conversions")?,
+            revenue: c.number("revenue")?,
+            revenue_sq: c.number("revenue_sq")?,
+            pre_revenue: c.number("pre_revenue")?,
+            pre_revenue_sq: c.number("pre_revenue_sq")?,
+            pre_revenue_revenue: c.number("pre_revenue_revenue")?,
+        })
+    }
+}
+
+/// Every experiment's summary (or only `only`'s, when given): one run of the plan.
+pub async fn load(
+    ctx: &SessionContext,
+    only: &[String],
+    experiments: &ExperimentsFile,
+) -> Result<BTreeMap<String, ExperimentSummary>> {
+    let caps = revenue_caps(ctx, only, experiments).await?;
+    let mut out: BTreeMap<String, ExperimentSummary> = BTreeMap::new();
+    let mut segments: Vec<(String, Dimension, String, String, ArmSummary)> = Vec::new();
+    for batch in run(ctx, ARMS, &queries::restrict(&arms_sql(&caps)?, only)).await? {
+        let c = Columns {
+            query: ARMS,
+            batch: &batch,
+        };
+        let cols = ArmColumns::read(&c)?;
+        let (experiment, dimension) = (c.text("experiment")?, c.text("dimension")?);
+        let (segment, variant) = (c.text("segment")?, c.text("variant")?);
+        let (synthetic, multiple) = (c.flag("synthetic")?, c.flag("multiple_variants")?);
+        let duplicates = c.count("duplicates")?;
+        let latency = c.distribution("latency")?;
+        for (i, latencies) in latency.into_iter().enumerate() {
+            let dim = Dimension::parse(&dimension[i]).ok_or_else(|| Error::Column {
+                name: ARMS.into(),
+                column: format!(
+                    "dimension ({:?} is none of all, endpoint, region)",
+                    dimension[i]
+                ),
+            })?;
+            if dim != Dimension::All {
+                let a = arm(i, &cols, latencies);
+                segments.push((
+                    experiment[i].clone(),
+                    dim,
+                    segment[i].clone(),
+                    variant[i].clone(),
+                    a,
+                ));
+                continue;
+            }
+            let e = out.entry(experiment[i].clone()).or_default();
+            e.duplicates_dropped += duplicates[i];
+            if synthetic[i] {
+                *e.synthetic.entry(variant[i].clone()).or_default() += cols.users[i];
+            } else if multiple[i] {
+                e.multiple_variants += cols.users[i];
+            } else {
+                e.variants
+                    .insert(variant[i].clone(), arm(i, &cols, latencies));
+            }
+        }
+    }
+    for (experiment, e) in &mut out {
+        e.revenue_cap = caps.get(experiment).copied();
+    }
+    // A dimension with a single segment repeats the overall test: left out.
+    let mut per_dimension: BTreeMap<(String, &'static str), std::collections::BTreeSet<String>> =
+        BTreeMap::new();
+    for (experiment, dim, segment, _, _) in &segments {
+        per_dimension
+            .entry((experiment.clone(), dim.name()))
+            .or_default()
+            .insert(segment.clone());
+    }
+    for (experiment, dim, segment, variant, a) in segments {
+        let several = per_dimension[&(experiment.clone(), dim.name())].len() > 1;
+        if let (true, Some(e)) = (several, out.get_mut(&experiment)) {
+            e.segments
+                .entry((dim.name().to_string(), segment))
+                .or_default()
+                .insert(variant, a);
+        }
+    }
+    for (experiment, row, duplicates) in side_traffic(ctx, only).await? {
+        if let Some(e) = out.get_mut(&experiment) {
+            e.modes.push(row);
+            e.duplicates_dropped += duplicates;
+        }
+    }
+    for e in out.values_mut() {
+        e.modes.sort_by(|a, b| {
+            (&a.variant, &a.mode, a.synthetic).cmp(&(&b.variant, &b.mode, b.synthetic))
+        });
+    }
+    Ok(out)
+}
+
+/// Each experiment's synthetic checks and shadow/mirror calls, with their resent copies.
+async fn side_traffic(
+    ctx: &SessionContext,
+    only: &[String],
+) -> Result<Vec<(String, ModeRow, u64)>> {
+    let sql = queries::restricted(SIDE, only)?;
+    let mut out = Vec::new();
+    for batch in run(ctx, SIDE, &sql).await? {
+        let c = Columns {
+            query: SIDE,
+            batch: &batch,
+        };
+        let (experiment, variant, mode) =
+            (c.text("experiment")?, c.text("variant")?, c.text("mode")?);
+        let synthetic = c.flag("synthetic")?;
+        let [users, requests, errors, failures, compared, mismatches, duplicates] = [
+            "users",
+            "requests",
+            "errors",
+            "failures",
+            "compared",
+            "mismatches",
+            "duplicates",
+        ]
+        .map(|n| c.count(n));
+        let (users, requests, errors, failures) = (users?, requests?, errors?, failures?);
+        let (compared, mismatches, duplicates) = (compared?, mismatches?, duplicates?);
+        for (i, latency) in c.distribution("latency")?.into_iter().enumerate() {
+            let quantile = |nu: f64| latency.quantile(nu, 0.05).map(|q| q.estimate);
+            let row = ModeRow {
+                variant: variant[i].clone(),
+                mode: mode[i].clone(),
+                synthetic: synthetic[i],
+                users: users[i],
+                requests: requests[i],
+                errors: errors[i],
+                failures: failures[i],
+                compared: compared[i],
+                mismatches: mismatches[i],
+                latency_p50: quantile(0.5),
+                latency_p99: quantile(0.99),
+            };
+            out.push((experiment[i].clone(), row, duplicates[i]));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_arms_cap_revenue_of_the_named_experiments_only() {
+        let caps = BTreeMap::from([("it's".to_string(), 25.0)]);
+        let sql = arms_sql(&caps).unwrap();
+        assert!(sql.contains("LEAST(revenue, CASE experiment WHEN 'it''s' THEN CAST(25.0 AS DOUBLE) ELSE revenue END) AS revenue"), "{sql}");
+        assert!(sql.contains("LEAST(pre_revenue,"));
+        assert_eq!(
+            arms_sql(&BTreeMap::new()).unwrap(),
+            queries::named(ARMS).unwrap().sql
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! The plan against what it must compute: `analysis_users` row for row against `user_metrics`
+//! (the same per-user figures said with joins), the loader's summaries (duplicates, side
+//! traffic, segments), and the same summaries when the aggregates spill under a small memory
+//! limit across several partitions.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use datafusion::datasource::MemTable;
+use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::prelude::SessionContext;
+use shiftright_schemas::Table;
+
+use crate::config::ExperimentsFile;
+use crate::engine::Engine;
+use crate::queries;
+
+/// One stored event; fields a table does not have are ignored there.
+#[derive(Debug, Clone)]
+struct Event {
+    experiment: &'static str,
+    event_id: String,
+    ts: i64,
+    user: String,
+    synthetic: bool,
+    variant: &'static str,
+    /// `mode` of a request, `kind` of a business event.
+    mode: &'static str,
+    value: f64,
+    status: i32,
+    latency: f64,
+    endpoint: Option<&'static str>,
+    region: Option<&'static str>,
+    shadow_match: Option<bool>,
+}
+
+/// (experiment, event_id, ts, user, synthetic, variant, mode or kind, value).
+fn ev(
+    (experiment, event_id, ts, user, synthetic, variant, mode, value): (
+        &'static str,
+        &'static str,
+        i64,
+        &'static str,
+        bool,
+        &'static str,
+        &'static str,
+        f64,
+    ),
+) -> Event {
+    Event {
+        experiment,
+        event_id: event_id.into(),
+        ts,
+        user: user.into(),
+        synthetic,
+        variant,
+        mode,
+        value,
+        status: 200,
+        latency: 10.0,
+        endpoint: Some("/a"),
+        region: Some("eu"),
+        shadow_match: None,
+    }
+}
+
+/// `events` as `table`, in `partitions` partitions, with the table's full schema.
+fn register(ctx: &SessionContext, table: Table, events: &[Event], partitions: usize) {
+    let schema = table.schema();
+    let chunk = events.len().div_ceil(partitions).max(1);
+    // Batches of DataFusion's batch size, as a Parquet scan gives them.
+    let batch = |events: &[Event]| {
+        let text = |f: &dyn Fn(&Event) -> Option<String>| -> Arc<dyn Array> {
+            Arc::new(events.iter().map(f).collect::<StringArray>())
+        };
+        let columns: Vec<Arc<dyn Array>> = schema
+            .fields()
+            .iter()
+            .map(|field| -> Arc<dyn Array> {
+                match field.name().as_str() {
+                    "experiment" => text(&|e| Some(e.experiment.into())),
+                    "event_id" => text(&|e| Some(e.event_id.clone())),
+                    "ts" => Arc::new(
+                        TimestampMillisecondArray::from_iter_values(events.iter().map(|e| e.ts))
+                            .with_timezone("UTC"),
+                    ),
+                    "user_id" => text(&|e| Some(e.user.clone())),
+                    "synthetic" => Arc::new(
+                        events
+                            .iter()
+                            .map(|e| Some(e.synthetic))
+                            .collect::<BooleanArray>(),
+                    ),
+                    "variant" => text(&|e| Some(e.variant.into())),
+                    "mode" | "kind" => text(&|e| Some(e.mode.into())),
+                    "value" => Arc::new(Float64Array::from_iter_values(
+                        events.iter().map(|e| e.value),
+                    )),
+                    "status" => Arc::new(Int32Array::from_iter_values(
+                        events.iter().map(|e| e.status),
+                    )),
+                    "latency_ms" => Arc::new(Float64Array::from_iter_values(
+                        events.iter().map(|e| e.latency),
+                    )),
+                    "endpoint" => text(&|e| e.endpoint.map(Into::into)),
+                    "region" => text(&|e| e.region.map(Into::into)),
+                    "shadow_match" => Arc::new(
+                        events
+                            .iter()
+                            .map(|e| e.shadow_match)
+                            .collect::<BooleanArray>(),
+                    ),
+                    _ => Arc::new(StringArray::from(vec![None::<&str>; events.len()])),
+                }
+            })
+            .collect();
+        RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
+    };
+    let batches: Vec<Vec<RecordBatch>> = events
+        .chunks(chunk)
+        .map(|part| part.chunks(8192).map(batch).collect())
+        .collect();
+    let provider = MemTable::try_new(schema, batches).unwrap();
+    ctx.register_table(table.name(), Arc::new(provider))
+        .unwrap();
+}
+
+async fn session(
+    engine: &Engine,
+    tables: [(&[Event], Table); 3],
+    partitions: usize,
+) -> SessionContext {
+    let ctx = engine.context().unwrap();
+    for (events, table) in tables {
+        register(&ctx, table, events, partitions);
+    }
+    super::register_views(&ctx).await.unwrap();
+    ctx
+}
+
+/// Rows of `sql` as text, sorted, whatever their column types.
+async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut out = Vec::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| arrow::util::display::array_value_to_string(c, i).unwrap())
+                .collect();
+            out.push(cells.join(" "));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn analysis_users_computes_what_user_metrics_says() {
+    let requests: Vec<Event> = [
+        ("a", "r1", 3_000, "u1", false, "v1", "live", 0.0),
+        ("a", "r1", 3_000, "u1", false, "v1", "live", 0.0),
+        ("a", "r2", 5_000, "u2", false, "v2", "live", 0.0),
+        ("a", "r3", 5_000, "u3", true, "v2", "live", 0.0),
+        ("a", "r4", 1_000, "u4", false, "v1", "shadow", 0.0),
+        ("a", "r5", 2_000, "u5", false, "v1", "live", 0.0),
+        ("b", "r1", 8_000, "u1", false, "v9", "live", 0.0),
+    ]
+    .map(ev)
+    .to_vec();
+    let exposures: Vec<Event> = [
+        ("a", "x1", 4_000, "u1", false, "v1", "", 0.0),
+        ("a", "x1", 4_000, "u1", false, "v1", "", 0.0),
+        ("a", "x2", 6_000, "u1", false, "v1", "", 0.0),
+        ("a", "x3", 4_500, "u2", false, "v2", "", 0.0),
+        ("a", "x4", 4_000, "u5", false, "v2", "", 0.0),
+        ("a", "x5", 4_000, "u6", false, "v1", "", 0.0),
+    ]
+    .map(ev)
+    .to_vec();
+    let business: Vec<Event> = [
+        // u1: before its first exposure (4 s) in a, after its first request (8 s) in b
+        ("", "b1", 3_500, "u1", false, "", "purchase", 10.0),
+        ("", "b1", 3_500, "u1", false, "", "purchase", 10.0),
+        ("", "b2", 9_000, "u1", false, "", "engagement", 2.5),
+        ("", "b3", 4_600, "u2", false, "", "conversion", 0.0),
+        ("", "b4", 100, "u6", false, "", "purchase", 7.0),
+        ("", "b5", 100, "nobody", false, "", "purchase", 7.0),
+    ]
+    .map(ev)
+    .to_vec();
+    let tables = [
+        (&requests[..], Table::Requests),
+        (&exposures[..], Table::Exposures),
+        (&business[..], Table::Business),
+    ];
+    // One partition and three: partial states merge to the same rows.
+    for partitions in [1, 3] {
+        let ctx = session(&Engine::default(), tables, partitions).await;
+        let from_plan = rows(
+            &ctx,
+            "SELECT experiment, variant, user_id, multiple_variants, synthetic, exposure_duplicates, \
+             CAST(converted AS BIGINT), revenue, CAST(pre_converted AS BIGINT), pre_revenue \
+             FROM analysis_users WHERE dimension = 'all'",
+        )
+        .await;
+        let from_sql = rows(&ctx, queries::named("user_metrics").unwrap().sql).await;
+        assert_eq!(from_plan, from_sql, "{partitions} partitions");
+        assert_eq!(
+            from_sql,
+            vec![
+                "a v1 u1 false false 1 0 2.5 1 10.0",
+                "a v1 u5 true false 0 0 0.0 0 0.0",
+                "a v1 u6 false false 0 0 0.0 1 7.0",
+                "a v2 u2 false false 0 1 0.0 0 0.0",
+                "a v2 u3 false true 0 0 0.0 0 0.0",
+                "b v9 u1 false false 0 0 2.5 1 10.0",
+            ]
+        );
+        // u1's resent request counts once: its row has one request.
+        let u1 = rows(
+            &ctx,
+            "SELECT requests, request_duplicates, latencies FROM analysis_users \
+             WHERE experiment = 'a' AND dimension = 'all' AND user_id = 'u1'",
+        )
+        .await;
+        assert_eq!(u1, vec!["1 1 [10.0]"]);
+    }
+}
+
+/// A generated experiment: `users` users, a few requests each over two endpoints and regions,
+/// one resent request in a hundred, some synthetic probes and shadow calls.
+fn generated(users: usize) -> [Vec<Event>; 3] {
+    let (mut requests, mut exposures, mut business) = (Vec::new(), Vec::new(), Vec::new());
+    for u in 0..users {
+        let user = format!("user-{u}");
+        let variant = if u % 4 == 0 { "v2" } else { "v1" };
+        let base = Event {
+            experiment: "gen",
+            event_id: String::new(),
+            ts: 1_000 + u as i64,
+            user: user.clone(),
+            synthetic: u % 97 == 0,
+            variant,
+            mode: "live",
+            value: 0.0,
+            status: 200,
+            latency: 0.0,
+            endpoint: Some("/a"),
+            region: Some("eu"),
+            shadow_match: None,
+        };
+        exposures.push(Event {
+            event_id: format!("x{u}"),
+            ..base.clone()
+        });
+        for r in 0..(1 + u % 7) {
+            let e = Event {
+                event_id: format!("r{u}-{r}"),
+                ts: base.ts + 10 + r as i64,
+                status: if (u + r) % 23 == 0 { 503 } else { 200 },
+                latency: (5 + (u * 31 + r * 17) % 400) as f64,
+                endpoint: [Some("/a"), Some("/b"), None][(u + r) % 3],
+                region: [Some("eu"), Some("us")][r % 2],
+                ..base.clone()
+            };
+            if (u + r) % 100 == 0 {
+                requests.push(e.clone());
+            }
+            requests.push(e);
+        }
+        if u % 11 == 0 {
+            requests.push(Event {
+                event_id: format!("s{u}"),
+                mode: "shadow",
+                latency: 42.0,
+                shadow_match: Some(u % 22 == 0),
+                synthetic: false,
+                ..base.clone()
+            });
+        }
+        if u % 5 == 0 {
+            business.push(Event {
+                event_id: format!("b{u}"),
+                ts: base.ts + 100,
+                mode: "purchase",
+                value: (u % 50) as f64,
+                ..base.clone()
+            });
+        }
+    }
+    [requests, exposures, business]
+}
+
+fn spills(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    plan.metrics().and_then(|m| m.spill_count()).unwrap_or(0)
+        + plan.children().into_iter().map(spills).sum::<usize>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_are_the_same_when_the_aggregates_spill() {
+    let [requests, exposures, business] = generated(60_000);
+    let tables = [
+        (&requests[..], Table::Requests),
+        (&exposures[..], Table::Exposures),
+        (&business[..], Table::Business),
+    ];
+    let file = ExperimentsFile::parse("").unwrap();
+    let roomy = session(&Engine::default(), tables, 1).await;
+    let expected = super::load::load(&roomy, &[], &file).await.unwrap();
+
+    let spill = tempfile::tempdir().unwrap();
+    let tight = Engine {
+        threads: 2,
+        memory_limit: 32 << 20,
+        spill_dir: Some(spill.path().join("spill")),
+    };
+    let ctx = session(&tight, tables, 3).await;
+    let got = super::load::load(&ctx, &[], &file).await.unwrap();
+    assert_eq!(format!("{got:?}"), format!("{expected:?}"));
+
+    let plan = ctx
+        .sql(queries::named("analysis_arms").unwrap().sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
+    assert!(
+        spills(&plan) > 0,
+        "the per-user aggregate should spill under 32 MiB"
+    );
+
+    let e = &expected["gen"];
+    let decided: u64 = e.variants.values().map(|v| v.users).sum();
+    assert_eq!(decided + e.synthetic.values().sum::<u64>(), 60_000);
+    assert_eq!(
+        e.synthetic.values().sum::<u64>(),
+        619,
+        "every 97th user is a probe"
+    );
+    let resent = requests.len()
+        - requests
+            .iter()
+            .map(|r| &r.event_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+    assert_eq!(e.duplicates_dropped, resent as u64);
+    let segments: Vec<_> = e.segments.keys().map(|(d, s)| format!("{d}={s}")).collect();
+    assert_eq!(
+        segments,
+        [
+            "endpoint=(none)",
+            "endpoint=/a",
+            "endpoint=/b",
+            "region=eu",
+            "region=us"
+        ]
+    );
+    // Every 11th user's shadow call, matching the live result for every 22nd.
+    let shadow = e.modes.iter().filter(|m| m.mode == "shadow");
+    let sum = |f: fn(&crate::side_traffic::ModeRow) -> u64| shadow.clone().map(f).sum::<u64>();
+    assert_eq!(
+        (
+            sum(|m| m.requests),
+            sum(|m| m.compared),
+            sum(|m| m.mismatches)
+        ),
+        (5_455, 5_455, 5_455 - 2_728)
+    );
+}
