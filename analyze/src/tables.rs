@@ -73,13 +73,26 @@ pub async fn session_with(data_dir: &Path, options: ReadOptions) -> Result<Sessi
     Ok(ctx)
 }
 
-/// Turns a failed query into the names of the damaged files it met, when there are any: every
-/// event table's files have their footers read, and those that fail are listed. Other failures
-/// are returned as they are.
+/// Turns a failed query into what to do about it: the names of the damaged files it met, when
+/// there are any (every event table's files have their footers read, and those that fail are
+/// listed), or how to give it memory when it ran out of its limit. Other failures are returned as
+/// they are.
 pub fn explain_failure(data_dir: &Path, error: Error) -> Error {
-    let Error::Query { source, .. } = &error else {
+    let Error::Query { name, source } = &error else {
         return error;
     };
+    if matches!(
+        source.find_root(),
+        datafusion::error::DataFusionError::ResourcesExhausted(_)
+    ) {
+        return Error::Engine(format!(
+            "query {name} ran out of memory within --memory-limit ({}). Raise --memory-limit \
+             (SHIFTRIGHT_MEMORY_LIMIT) or lower --threads: every thread's aggregates get their own \
+             share of the limit, and the analysis needs a few MiB for each arm (variant, or variant \
+             within an endpoint or region) whatever the number of events",
+            source.find_root()
+        ));
+    }
     let text = source.to_string().to_lowercase();
     if !(text.contains("parquet")
         || text.contains("footer")
@@ -257,4 +270,30 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::error::DataFusionError;
+
+    use super::*;
+
+    #[test]
+    fn running_out_of_memory_says_which_flags_to_change() {
+        let exhausted = DataFusionError::ResourcesExhausted("Failed to allocate 4.1 MB".into());
+        let error = Error::Query {
+            name: "analysis_arms".into(),
+            source: DataFusionError::Shared(Arc::new(exhausted)),
+        };
+        let text = explain_failure(Path::new("/nonexistent"), error).to_string();
+        assert!(
+            text.contains("analysis_arms")
+                && text.contains("--memory-limit")
+                && text.contains("--threads")
+                && text.contains("4.1 MB"),
+            "{text}"
+        );
+    }
 }

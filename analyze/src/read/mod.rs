@@ -12,6 +12,7 @@
 pub mod codec;
 pub mod distribution_udaf;
 pub mod load;
+pub mod quantile_udf;
 pub mod udaf;
 pub mod user_state;
 
@@ -21,7 +22,7 @@ mod tests;
 use std::sync::Arc;
 
 use datafusion::datasource::view::ViewTable;
-use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
@@ -35,28 +36,29 @@ pub fn functions() -> Vec<AggregateUDF> {
     ]
 }
 
-/// Registers the analysis' functions in `ctx`.
+/// Registers the analysis' functions in `ctx` (and `latency_quantile`, to read a distribution).
 pub fn register_functions(ctx: &SessionContext) {
     for f in functions() {
         ctx.register_udaf(f);
     }
+    ctx.register_udf(ScalarUDF::from(quantile_udf::LatencyQuantileUdf::default()));
 }
 
-/// The view stage 2 reads: `analysis_users`, queryable like a table.
-pub const USERS_VIEW: &str = "analysis_users";
+/// The stages registered as views, queryable like tables, each after those it reads.
+pub const VIEWS: [&str; 3] = ["analysis_users", "analysis_arms", "analysis_side_traffic"];
 
-/// Registers `analysis_users` over the session's event tables.
+/// Registers the stages of [`VIEWS`] over the session's event tables.
 pub async fn register_views(ctx: &SessionContext) -> Result<()> {
-    let sql = queries::named(USERS_VIEW)
-        .ok_or_else(|| Error::UnknownQuery(USERS_VIEW.into()))?
-        .sql;
-    let plan = queries::plan_read_only(ctx, USERS_VIEW, sql)
-        .await?
-        .into_unoptimized_plan();
-    ctx.register_table(
-        USERS_VIEW,
-        Arc::new(ViewTable::new(plan, Some(sql.to_string()))),
-    )
-    .map_err(Error::query(USERS_VIEW))?;
+    for name in VIEWS {
+        let sql = queries::named(name)
+            .ok_or_else(|| Error::UnknownQuery(name.into()))?
+            .sql;
+        let plan = queries::plan_read_only(ctx, name, sql)
+            .await?
+            .into_unoptimized_plan();
+        let view = ViewTable::new(plan, Some(sql.to_string()));
+        ctx.register_table(name, Arc::new(view))
+            .map_err(Error::query(name))?;
+    }
     Ok(())
 }

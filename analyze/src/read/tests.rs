@@ -229,6 +229,15 @@ async fn analysis_users_computes_what_user_metrics_says() {
         )
         .await;
         assert_eq!(u1, vec!["1 1 [10.0]"]);
+        // The stages are tables too, and a distribution reads back through latency_quantile.
+        let p50 = rows(
+            &ctx,
+            "SELECT users, latency_quantile(latency, 0.5), latency_quantile(latency, 2.0) \
+             FROM analysis_arms WHERE experiment = 'a' AND dimension = 'all' AND variant = 'v1' \
+             AND NOT synthetic AND NOT multiple_variants",
+        )
+        .await;
+        assert_eq!(p50, vec!["2 10.0 "], "u1 and u6; ν outside [0, 1] is NULL");
     }
 }
 
