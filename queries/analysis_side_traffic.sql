@@ -1,14 +1,15 @@
 -- analysis_side_traffic: per experiment, variant, mode and synthetic flag: synthetic checks and shadow/mirror calls, each event_id once, with their latency distribution.
 -- The analysis' view of traffic that is not a real user's live request (README.md shows the
--- stages): reported beside the verdict, never in it. A shadow or mirror call that reuses the live
--- request's event_id is a call of its own (the key includes `mode`). `traffic_modes` gives the
+-- stages): reported beside the verdict, never in it. A resent copy is the same event_id from the
+-- same user, as in `analysis_users`; a shadow or mirror call that reuses the live request's
+-- event_id is a call of its own (the key includes `mode`). `traffic_modes` gives the
 -- same groups as stored, with t-digest quantiles.
 WITH calls AS (
     SELECT
         CAST(experiment AS VARCHAR) AS experiment,
+        user_id,
         event_id,
         mode,
-        MIN(user_id) AS user_id,
         MIN(variant) AS variant,
         BOOL_OR(synthetic) AS synthetic,
         MIN(status) AS status,
@@ -17,7 +18,7 @@ WITH calls AS (
         COUNT(*) - 1 AS resent
     FROM requests
     WHERE mode <> 'live' OR synthetic
-    GROUP BY CAST(experiment AS VARCHAR), event_id, mode
+    GROUP BY CAST(experiment AS VARCHAR), user_id, event_id, mode
 )
 SELECT
     experiment,

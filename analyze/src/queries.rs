@@ -180,7 +180,8 @@ pub fn named(name: &str) -> Option<&'static NamedQuery> {
 }
 
 /// The SQL of the named query `name`, restricted to the experiments in `only` when it is not
-/// empty (the query must return an `experiment` column; the filter is pushed down to the scan).
+/// empty (the query must return an `experiment` column; DataFusion pushes the filter down to the
+/// scan where it can, which is not below the analysis' per-user aggregate).
 pub fn restricted(name: &str, only: &[String]) -> crate::Result<String> {
     let sql = named(name)
         .ok_or_else(|| crate::Error::UnknownQuery(name.into()))?

@@ -91,8 +91,8 @@ impl Columns<'_> {
     }
 
     fn distribution(&self, name: &str) -> Result<Vec<LatencyDistribution>> {
-        let a = self.get(name, &DataType::Binary)?;
-        a.as_binary::<i32>()
+        let a = self.get(name, &DataType::LargeBinary)?;
+        a.as_binary::<i64>()
             .iter()
             .map(|bytes| match bytes {
                 None => Ok(LatencyDistribution::default()),
@@ -145,7 +145,10 @@ async fn revenue_caps(
             .zip(c.distribution("revenue")?)
         {
             let pct = experiments.settings(&experiment).winsorize_revenue;
-            if let Some(cap) = pct.and_then(|p| cap_of(&revenue, p)) {
+            if let Some(cap) = pct
+                .and_then(|p| cap_of(&revenue, p))
+                .filter(|c| c.is_finite())
+            {
                 caps.insert(experiment, cap);
             }
         }

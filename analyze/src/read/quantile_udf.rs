@@ -27,10 +27,7 @@ pub struct LatencyQuantileUdf {
 impl Default for LatencyQuantileUdf {
     fn default() -> Self {
         LatencyQuantileUdf {
-            signature: Signature::exact(
-                vec![DataType::Binary, DataType::Float64],
-                Volatility::Immutable,
-            ),
+            signature: Signature::any(2, Volatility::Immutable),
         }
     }
 }
@@ -44,7 +41,18 @@ impl ScalarUDFImpl for LatencyQuantileUdf {
         &self.signature
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> DFResult<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> DFResult<DataType> {
+        let bytes = matches!(
+            arg_types[0],
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::Null
+        );
+        if !bytes || !(arg_types[1].is_numeric() || arg_types[1] == DataType::Null) {
+            return exec_err!(
+                "{NAME} takes a latency_distribution result and a quantile between 0 and 1, not ({}, {})",
+                arg_types[0],
+                arg_types[1]
+            );
+        }
         Ok(DataType::Float64)
     }
 
@@ -52,10 +60,10 @@ impl ScalarUDFImpl for LatencyQuantileUdf {
         let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let (bytes, nu) = (
-            cast(&arrays[0], &DataType::Binary)?,
+            cast(&arrays[0], &DataType::LargeBinary)?,
             cast(&arrays[1], &DataType::Float64)?,
         );
-        let (bytes, nu) = (bytes.as_binary::<i32>(), nu.as_primitive::<Float64Type>());
+        let (bytes, nu) = (bytes.as_binary::<i64>(), nu.as_primitive::<Float64Type>());
         let mut out = Vec::with_capacity(rows);
         for i in 0..bytes.len() {
             if bytes.is_null(i) || nu.is_null(i) {

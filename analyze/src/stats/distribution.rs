@@ -34,6 +34,9 @@ const ZERO_BAND: f64 = 1e-6;
 /// Bucket keys are offset so that every bucket above [`ZERO_BAND`] has a positive key.
 const KEY_OFFSET: i64 = 1 << 24;
 
+/// The largest |bucket key| a finite value maps to (ln(f64::MAX)/ln γ ≈ 70,800 above the offset).
+const MAX_BUCKET_KEY: u64 = KEY_OFFSET as u64 + 75_000;
+
 /// γ = (1 + ε)/(1 − ε): bucket i holds (γ^(i−1), γ^i].
 fn gamma() -> f64 {
     (1.0 + RELATIVE_ERROR) / (1.0 - RELATIVE_ERROR)
@@ -93,7 +96,9 @@ fn bucket_value(key: i64) -> f64 {
         return 0.0;
     }
     let g = gamma();
-    let rep = 2.0 * g.powi((key.abs() - KEY_OFFSET) as i32) / (g + 1.0);
+    // Clamped: the top bucket's representative would overflow past f64::MAX.
+    let rep =
+        (2.0 * g.powi((key.unsigned_abs() as i64 - KEY_OFFSET) as i32) / (g + 1.0)).min(f64::MAX);
     if key > 0 {
         rep
     } else {
@@ -255,38 +260,54 @@ impl DistributionBuilder {
         out
     }
 
-    /// Reads [`Self::encode`]'s bytes; `None` if they are not a distribution.
+    /// Reads [`Self::encode`]'s bytes; `None` if they are not a distribution. The bytes may come
+    /// from anyone (`latency_quantile` takes them in SQL): lengths are checked against the bytes
+    /// before anything is allocated, and every value must be finite.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let (magic, rest) = bytes.split_at_checked(4)?;
         if magic != Self::MAGIC {
             return None;
         }
         let (&mode, mut rest) = rest.split_first()?;
-        let mut word = || -> Option<u64> {
-            let (w, r) = rest.split_at_checked(8)?;
-            rest = r;
-            Some(u64::from_le_bytes(w.try_into().ok()?))
+        let mode = match mode {
+            0 => Mode::Exact,
+            1 => Mode::Buckets,
+            _ => return None,
         };
-        let budget = word()? as usize;
-        let users = word()?;
-        let sum_n_sq = word()?;
-        let len = word()? as usize;
-        let mut cells = HashMap::with_capacity_and_hasher(len, Default::default());
+        fn take(rest: &mut &[u8]) -> Option<u64> {
+            let (w, r) = rest.split_at_checked(8)?;
+            *rest = r;
+            Some(u64::from_le_bytes(w.try_into().ok()?))
+        }
+        let budget = take(&mut rest)? as usize;
+        let users = take(&mut rest)?;
+        let sum_n_sq = take(&mut rest)?;
+        let len = usize::try_from(take(&mut rest)?).ok()?;
+        if rest.len() != len.checked_mul(32)? {
+            return None;
+        }
+        let mut word = || take(&mut rest);
+        let mut cells: HashMap<i64, Cell, _> =
+            HashMap::with_capacity_and_hasher(len, Default::default());
         for _ in 0..len {
             let key = word()? as i64;
+            let value = match mode {
+                Mode::Exact => exact_value(key),
+                Mode::Buckets if key.unsigned_abs() <= MAX_BUCKET_KEY => bucket_value(key),
+                Mode::Buckets => return None,
+            };
+            if !value.is_finite() {
+                return None;
+            }
             let cell = Cell {
                 count: word()?,
                 sum_n: word()?,
                 sum_sq: word()?,
             };
-            cells.insert(key, cell);
+            cells.entry(key).or_default().add(&cell);
         }
         Some(DistributionBuilder {
-            mode: if mode == 1 {
-                Mode::Buckets
-            } else {
-                Mode::Exact
-            },
+            mode,
             cells,
             users,
             sum_n_sq,
@@ -524,6 +545,21 @@ mod tests {
         right.merge(decoded);
         assert_eq!(right.finish(), whole.finish());
         assert!(DistributionBuilder::decode(b"SRD1\x00short").is_none());
+        // A length the bytes do not hold, an unknown mode, a non-finite value: refused.
+        let mut header = b"SRD1\x00".to_vec();
+        header.extend([0u8; 24]);
+        let mut huge = header.clone();
+        huge.extend(u64::MAX.to_le_bytes());
+        assert!(DistributionBuilder::decode(&huge).is_none());
+        let mut nan = header.clone();
+        nan.extend(1u64.to_le_bytes());
+        nan.extend(exact_key(f64::NAN).to_le_bytes());
+        nan.extend([0u8; 24]);
+        assert!(DistributionBuilder::decode(&nan).is_none());
+        let mut moded = nan.clone();
+        moded[4] = 7;
+        assert!(DistributionBuilder::decode(&moded).is_none());
+        assert_eq!(bucket_value(bucket_key(f64::MAX)), f64::MAX);
         assert!(DistributionBuilder::decode(b"nope").is_none());
     }
 
