@@ -5,12 +5,12 @@
 //! `x` is either one user's latencies (`List<Float64>`: the user is the cluster, as the
 //! `analysis_users` rows give them) or one request's latency (`Float64`: each request its own
 //! cluster, for side traffic and plain quantiles). The result is the distribution's bytes
-//! (`LargeBinary`), read back by `DistributionBuilder::decode`; its state is the same bytes, so
+//! (`Binary`), read back by `DistributionBuilder::decode`; its state is the same bytes, so
 //! partial aggregates, spills and a cluster's shuffles merge it.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, LargeBinaryArray};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{exec_err, Result as DFResult};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -68,13 +68,13 @@ impl AggregateUDFImpl for LatencyDistributionUdaf {
 
     fn return_type(&self, arg_types: &[DataType]) -> DFResult<DataType> {
         input(&arg_types[0])?;
-        Ok(DataType::LargeBinary)
+        Ok(DataType::Binary)
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DFResult<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new(
             format_state_name(args.name, "distribution"),
-            DataType::LargeBinary,
+            DataType::Binary,
             true,
         ))])
     }
@@ -115,7 +115,7 @@ impl DistributionGroups {
 
     fn emit(&mut self, emit_to: EmitTo) -> ArrayRef {
         let taken = emit_to.take_needed(&mut self.groups);
-        Arc::new(LargeBinaryArray::from_iter_values(
+        Arc::new(BinaryArray::from_iter_values(
             taken.iter().map(DistributionBuilder::encode),
         ))
     }

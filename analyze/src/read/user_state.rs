@@ -12,7 +12,7 @@
 //! the user (copies share the user); two distinct events of one user collide with probability
 //! ~k²/2⁶⁵ for k events.
 //!
-//! The state is the user's events as bytes (LargeBinary), so DataFusion can spill it, merge partial
+//! The state is the user's events as bytes (Binary), so DataFusion can spill it, merge partial
 //! aggregates and ship it between Ballista executors; strings are interned per accumulator and
 //! written out by value.
 
@@ -20,8 +20,8 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Float64Builder, Int64Builder,
-    LargeBinaryArray, ListArray, ListBuilder, StringBuilder, StructArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, BooleanBuilder, Float64Builder,
+    Int64Builder, ListArray, ListBuilder, StringBuilder, StructArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int32Type, Int64Type};
@@ -209,7 +209,7 @@ impl AggregateUDFImpl for UserExperimentsUdaf {
     fn state_fields(&self, args: StateFieldsArgs) -> DFResult<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new(
             format_state_name(args.name, "events"),
-            DataType::LargeBinary,
+            DataType::Binary,
             true,
         ))])
     }
@@ -682,7 +682,7 @@ impl GroupsAccumulator for UserGroups {
     fn state(&mut self, emit_to: EmitTo) -> DFResult<Vec<ArrayRef>> {
         let users = self.emit_users(emit_to);
         let names = &self.names;
-        Ok(vec![Arc::new(LargeBinaryArray::from_iter_values(
+        Ok(vec![Arc::new(BinaryArray::from_iter_values(
             users.iter().map(|u| encode(names, u)),
         ))])
     }
