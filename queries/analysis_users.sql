@@ -8,7 +8,9 @@
 -- `latencies` are the user's live latencies, ascending (synthetic users' requests are side
 -- traffic: `analysis_side_traffic`). Business events count at or after the user's first exposure
 -- in the experiment (`converted`, `revenue`) or before it (`pre_converted`, `pre_revenue`:
--- CUPED's covariates); `user_metrics` says the same per-user figures with joins.
+-- CUPED's covariates); `user_metrics` says the same per-user figures with joins. `kinds`,
+-- `kind_counts` and `kind_values` are the business events at or after first exposure per kind
+-- (sorted by kind; empty on segment rows): what `[[metrics]]` of the experiments file read.
 SELECT
     user_id,
     get_field(u, 'experiment') AS experiment,
@@ -25,7 +27,10 @@ SELECT
     get_field(u, 'revenue') AS revenue,
     get_field(u, 'pre_converted') AS pre_converted,
     get_field(u, 'pre_revenue') AS pre_revenue,
-    get_field(u, 'latencies') AS latencies
+    get_field(u, 'latencies') AS latencies,
+    get_field(u, 'kinds') AS kinds,
+    get_field(u, 'kind_counts') AS kind_counts,
+    get_field(u, 'kind_values') AS kind_values
 FROM (
     SELECT user_id, unnest(per_user) AS u
     FROM (

@@ -62,6 +62,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 partitions: args.partitions,
                 seed: args.seed,
+                cluster_executors: args.cluster_executors,
             };
             let rows = tokio::task::spawn_blocking(move || analysis::run(&config, &mut progress))
                 .await??;

@@ -51,6 +51,12 @@ pub enum Command {
     Broker(BrokerArgs),
     /// Produce JSON lines (one message per line) to a topic, e.g. to replay fixed dead letters.
     Produce(ProduceArgs),
+    /// Run a Ballista scheduler that knows the analysis' functions; `analyze`, `report` and
+    /// `query` run on it with --cluster df://HOST:PORT. See the README's "Running on a cluster".
+    Scheduler(SchedulerArgs),
+    /// Run a Ballista executor for a `shiftright scheduler`: it runs the plan's tasks, reading the
+    /// Parquet itself, so it must see the data at the path the client names.
+    Executor(ExecutorArgs),
     /// Measure decision quality: simulated canaries analysed every few minutes by the real verdict
     /// code, fixed against sequential tests (false rollbacks of healthy canaries, time to detect).
     Simulate(SimulateArgs),
@@ -124,6 +130,10 @@ pub struct BenchAnalysisArgs {
     /// Generator seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also run each size on a Ballista cluster started here: a scheduler and this many
+    /// executors, sharing the cores; its report must equal the local one. 0: no cluster row.
+    #[arg(long, default_value_t = 0)]
+    pub cluster_executors: usize,
 }
 
 #[derive(Debug, Args)]
@@ -389,6 +399,12 @@ pub struct ReadArgs {
     /// directory.
     #[arg(long, env = "SHIFTRIGHT_SPILL_DIR")]
     pub spill_dir: Option<PathBuf>,
+    /// Run the queries on a Ballista cluster: its scheduler's address, df://HOST:PORT (see
+    /// `shiftright scheduler` and `shiftright executor`). The files are listed here and read by
+    /// the executors, so every executor must see --data at the same path. --threads and
+    /// --memory-limit then size the plan's partitions only; each executor has its own limits.
+    #[arg(long, env = "SHIFTRIGHT_CLUSTER", value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -529,6 +545,55 @@ pub struct BrokerArgs {
     pub partitions: i32,
     #[command(flatten)]
     pub topics: TopicArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// The address clients (--cluster) and executors connect to.
+    #[arg(
+        long,
+        env = "SHIFTRIGHT_SCHEDULER_BIND",
+        default_value = "127.0.0.1:50050"
+    )]
+    pub bind: std::net::SocketAddr,
+    /// The host name others reach this scheduler by, when it is not --bind's address.
+    #[arg(long, env = "SHIFTRIGHT_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler to register with.
+    #[arg(
+        long,
+        env = "SHIFTRIGHT_CLUSTER",
+        default_value = "df://127.0.0.1:50050",
+        value_name = "df://HOST:PORT"
+    )]
+    pub scheduler: String,
+    /// The address the executor's two ports bind.
+    #[arg(long, env = "SHIFTRIGHT_EXECUTOR_BIND", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Port of the executor's Arrow Flight service, from which other executors and clients
+    /// fetch results.
+    #[arg(long, env = "SHIFTRIGHT_FLIGHT_PORT", default_value_t = 50051)]
+    pub flight_port: u16,
+    /// Port of the executor's gRPC service, to which the scheduler sends tasks.
+    #[arg(long, env = "SHIFTRIGHT_GRPC_PORT", default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// The host name others reach this executor by, when it is not --bind's address.
+    #[arg(long, env = "SHIFTRIGHT_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+    /// Tasks the executor runs at once; 0: one per core.
+    #[arg(long, env = "SHIFTRIGHT_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Memory the executor's tasks may hold together before they spill (e.g. 8GiB); default:
+    /// 70% of the machine's or container's memory.
+    #[arg(long, env = "SHIFTRIGHT_MEMORY_LIMIT", value_parser = shiftright_analyze::engine::parse_bytes)]
+    pub memory_limit: Option<u64>,
+    /// Where shuffle files and spills go (created if missing); default: a temporary directory.
+    #[arg(long, env = "SHIFTRIGHT_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -12,9 +12,9 @@ use shiftright_traffic::{EmbeddedBroker, JsonLinesSink, KafkaSink, Scenario, Top
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AnalyzeArgs, BrokerArgs, GenerateArgs, IngestArgs, MethodArg, Preset, ProduceArgs, QueryArgs,
-    QueryFormatArg, ReadArgs, ReportArgs, ReportFormatArg, SimulateArgs, SimulateFormatArg,
-    TopicArgs,
+    AnalyzeArgs, BrokerArgs, ExecutorArgs, GenerateArgs, IngestArgs, MethodArg, Preset,
+    ProduceArgs, QueryArgs, QueryFormatArg, ReadArgs, ReportArgs, ReportFormatArg, SchedulerArgs,
+    SimulateArgs, SimulateFormatArg, TopicArgs,
 };
 
 impl TopicArgs {
@@ -68,6 +68,7 @@ impl ReadArgs {
                 threads: self.threads,
                 memory_limit: self.memory_limit,
                 spill_dir: self.spill_dir.clone(),
+                cluster: self.cluster.clone(),
             },
         }
     }
@@ -412,5 +413,34 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         SimulateFormatArg::Markdown => print!("{}", simulate::to_markdown(&config, &results)),
         SimulateFormatArg::Json => println!("{}", serde_json::to_string_pretty(&results)?),
     }
+    Ok(0)
+}
+
+pub async fn scheduler(args: SchedulerArgs, shutdown: CancellationToken) -> anyhow::Result<u8> {
+    eprintln!(
+        "scheduler listening on {}; run executors with `shiftright executor --scheduler df://{}` \
+         and queries with --cluster df://{}",
+        args.bind, args.bind, args.bind
+    );
+    let options = shiftright_cluster::SchedulerOptions {
+        bind: args.bind,
+        advertise_host: args.advertise_host,
+    };
+    shiftright_cluster::run_scheduler(options, shutdown).await?;
+    Ok(0)
+}
+
+pub async fn executor(args: ExecutorArgs, shutdown: CancellationToken) -> anyhow::Result<u8> {
+    let options = shiftright_cluster::ExecutorOptions {
+        scheduler: args.scheduler,
+        bind_host: args.bind,
+        flight_port: args.flight_port,
+        grpc_port: args.grpc_port,
+        advertise_host: args.advertise_host,
+        threads: args.threads,
+        memory_limit: args.memory_limit,
+        work_dir: args.work_dir,
+    };
+    shiftright_cluster::run_executor(options, shutdown).await?;
     Ok(0)
 }

@@ -51,6 +51,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Demo(args) => demo::run(args, shutdown).await,
         Command::Broker(args) => commands::broker(args, shutdown).await,
         Command::Produce(args) => commands::produce(args).await,
+        Command::Scheduler(args) => commands::scheduler(args, shutdown).await,
+        Command::Executor(args) => commands::executor(args, shutdown).await,
         Command::Simulate(args) => commands::simulate(args),
         Command::Bench(command) => bench::run(command).await,
     }

@@ -1,6 +1,6 @@
 //! `shiftright bench` as BENCHMARKS.md runs it, at tiny sizes: each benchmark must run to its end
 //! and print its table, and the analysis benchmark must find DuckDB and shiftright agreeing on the
-//! counts. No figure is asserted: speed is read from the full runs, never checked by a test.
+//! answers, and the cluster giving the local report. No figure is asserted: speed is read from the full runs, never checked by a test.
 
 mod common;
 
@@ -36,7 +36,15 @@ fn analysis_benchmark_runs_both_sides_over_the_same_files() {
     }
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().to_str().unwrap();
-    let mut args = vec!["analysis", "--sizes", "20k", "--work-dir", work];
+    let mut args = vec![
+        "analysis",
+        "--sizes",
+        "20k",
+        "--work-dir",
+        work,
+        "--cluster-executors",
+        "2",
+    ];
     if !with_duckdb {
         args.push("--no-duckdb");
     }
@@ -45,8 +53,13 @@ fn analysis_benchmark_runs_both_sides_over_the_same_files() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("| request events |"), "{stdout}");
     if with_duckdb {
-        assert!(stdout.contains("| yes |"), "the two disagree:\n{stdout}");
+        assert!(stdout.contains("| yes: "), "the two disagree:\n{stdout}");
     }
+    // The cluster row: the same report from a scheduler and two executors.
+    assert!(
+        stdout.contains("(scheduler + 2 executors)") && stdout.contains("| yes |"),
+        "{stdout}"
+    );
     assert!(stderr.contains("generating Parquet"), "{stderr}");
     // A second run reuses the data rather than generating it again.
     let again = bench(&args);

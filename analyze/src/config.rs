@@ -200,6 +200,8 @@ pub struct ExperimentSettings {
     /// Cap each user's revenue at this quantile of all users' revenue before comparing (e.g.
     /// 0.99), so that a few huge purchases cannot decide the comparison. Default: no cap.
     pub winsorize_revenue: Option<f64>,
+    /// The metrics the file defines (`[[metrics]]`), the same for every experiment.
+    pub metrics: Vec<crate::user_metrics::UserMetric>,
 }
 
 impl Default for ExperimentSettings {
@@ -221,6 +223,7 @@ impl Default for ExperimentSettings {
             method: Method::Sequential,
             n_star: crate::stats::DEFAULT_N_STAR,
             winsorize_revenue: None,
+            metrics: Vec::new(),
         }
     }
 }
@@ -343,6 +346,9 @@ struct FileContents {
     defaults: Overrides,
     #[serde(default)]
     experiments: BTreeMap<String, Overrides>,
+    /// `[[metrics]]`: metrics users define, reported for every experiment.
+    #[serde(default)]
+    metrics: Vec<crate::user_metrics::MetricEntry>,
 }
 
 /// The parsed experiments file.
@@ -368,7 +374,10 @@ impl ExperimentsFile {
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Self, String> {
         let contents: FileContents = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut defaults = ExperimentSettings::default();
+        let mut defaults = ExperimentSettings {
+            metrics: crate::user_metrics::parse(&contents.metrics)?,
+            ..ExperimentSettings::default()
+        };
         contents.defaults.apply("defaults", &mut defaults)?;
         validate("defaults", &defaults)?;
         let mut experiments = BTreeMap::new();
@@ -383,6 +392,11 @@ impl ExperimentsFile {
             defaults,
             experiments,
         })
+    }
+
+    /// The metrics the file defines, in its order.
+    pub fn metrics(&self) -> &[crate::user_metrics::UserMetric] {
+        &self.defaults.metrics
     }
 
     /// Whether any experiment (or the defaults) winsorizes revenue: the plan then computes caps.
@@ -412,6 +426,21 @@ impl ExperimentsFile {
     }
 }
 
+/// Whether a guardrail's threshold suits its scale and direction; the error names `key`.
+pub(crate) fn check_rule(key: &str, rule: &ThresholdRule) -> Result<(), String> {
+    let t = rule.threshold;
+    let (ok, allowed) = match (rule.scale, rule.harm) {
+        (Scale::Ratio, Harm::Increase) => (t >= 1.0, "with kind = \"ratio\" and direction = \"increase\", a threshold ≥ 1 (e.g. 2.0: at most twice the baseline's)"),
+        (Scale::Ratio, Harm::Decrease) => (t > 0.0 && t <= 1.0, "with kind = \"ratio\" and direction = \"decrease\", a threshold in (0, 1] (e.g. 0.95: at most 5% below the baseline's)"),
+        (Scale::Absolute, _) => (t >= 0.0, "with kind = \"absolute\", an amount ≥ 0 in the metric's unit (the change allowed in the harmful direction)"),
+    };
+    if ok && t.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("{key} = {t}: allowed {allowed}"))
+    }
+}
+
 fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
     let fail = |key: &str, allowed: &str, got: String| {
         Err(format!("[{at}] {key} = {got}: allowed {allowed}"))
@@ -432,15 +461,7 @@ fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
     }
     for (i, g) in s.guardrails.iter().enumerate() {
         let key = format!("guardrails[{i}] ({})", g.metric.name());
-        let t = g.rule.threshold;
-        let (ok, allowed) = match (g.rule.scale, g.rule.harm) {
-            (Scale::Ratio, Harm::Increase) => (t >= 1.0, "with kind = \"ratio\" and direction = \"increase\", a threshold ≥ 1 (e.g. 2.0: at most twice the baseline's)"),
-            (Scale::Ratio, Harm::Decrease) => (t > 0.0 && t <= 1.0, "with kind = \"ratio\" and direction = \"decrease\", a threshold in (0, 1] (e.g. 0.95: at most 5% below the baseline's)"),
-            (Scale::Absolute, _) => (t >= 0.0, "with kind = \"absolute\", an amount ≥ 0 in the metric's unit (the change allowed in the harmful direction)"),
-        };
-        if !(ok && t.is_finite()) {
-            return fail(&format!("{key}.threshold"), allowed, t.to_string());
-        }
+        check_rule(&format!("[{at}] {key}.threshold"), &g.rule)?;
         if s.guardrails[..i].iter().any(|h| h.metric == g.metric) {
             return fail(
                 &key,

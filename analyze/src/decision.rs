@@ -65,7 +65,7 @@ pub fn decide(
     order.sort_by_key(|n| (Some(*n) != baseline.as_ref(), (*n).clone()));
     let variants: Vec<_> = order
         .iter()
-        .map(|n| stats_by_variant[*n].metrics(total_users))
+        .map(|n| stats_by_variant[*n].metrics(total_users, &settings.metrics))
         .collect();
     let synthetic_checks = side_traffic::synthetic_checks(&users.modes);
     let shadow_traffic = side_traffic::shadow_traffic(&users.modes, &variants);

@@ -10,12 +10,18 @@
 //!
 //! The analysis is a plan too (`read`): its per-user aggregate reports its memory to the pool and
 //! spills like any other, so the pool bounds the whole command.
+//!
+//! With `cluster` (`--cluster df://HOST:PORT`) the same session plans locally and runs on a
+//! Ballista cluster: `collect` sends the plan to that scheduler, whose executors (`shiftright
+//! executor`, so they know the analysis' functions) run it with their own memory and threads.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ballista_core::extension::SessionStateExt;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
@@ -33,6 +39,8 @@ pub struct Engine {
     /// Where spill files go (a temporary directory is made inside it); None: the system's
     /// temporary directory.
     pub spill_dir: Option<PathBuf>,
+    /// A Ballista scheduler (`df://HOST:PORT`) to run the plans on; None: in this process.
+    pub cluster: Option<String>,
 }
 
 impl Default for Engine {
@@ -41,6 +49,7 @@ impl Default for Engine {
             threads: 0,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             spill_dir: None,
+            cluster: None,
         }
     }
 }
@@ -83,11 +92,57 @@ impl Engine {
             .with_repartition_file_scans(true)
             .with_repartition_aggregations(true);
         config.options_mut().optimizer.prefer_hash_join = false;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = match &self.cluster {
+            None => SessionContext::new_with_config_rt(config, runtime),
+            Some(url) => {
+                let scheduler = scheduler_url(url).map_err(engine_error)?;
+                let state = SessionStateBuilder::new()
+                    .with_default_features()
+                    .with_config(config)
+                    .with_runtime_env(runtime)
+                    .build()
+                    .upgrade_for_ballista(scheduler)
+                    .map_err(|e| engine_error(format!("cannot plan for the cluster {url}: {e}")))?;
+                SessionContext::new_with_state(state)
+            }
+        };
         crate::read::register_functions(&ctx);
         Ok(ctx)
     }
 }
+
+/// The gRPC address of the scheduler named by `df://HOST[:PORT]` (port 50050 by default).
+pub fn scheduler_url(cluster: &str) -> std::result::Result<String, String> {
+    let (host, port) = scheduler_address(cluster)?;
+    Ok(format!("http://{host}:{port}"))
+}
+
+/// The host and port of `df://HOST[:PORT]`, or what is wrong with it.
+pub fn scheduler_address(cluster: &str) -> std::result::Result<(String, u16), String> {
+    let usage = "write the scheduler as df://HOST:PORT, e.g. df://127.0.0.1:50050 (the address \
+                 `shiftright scheduler --bind` listens on)";
+    let rest = cluster
+        .strip_prefix("df://")
+        .ok_or_else(|| format!("{cluster:?} is not a cluster address; {usage}"))?
+        .trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') => (
+            host,
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{cluster:?} has no valid port; {usage}"))?,
+        ),
+        _ => (rest, DEFAULT_SCHEDULER_PORT),
+    };
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!("{cluster:?} names no host; {usage}"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The port a scheduler listens on unless told otherwise (Ballista's).
+pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
 /// Parses a byte size: a number with an optional unit, `B`, `KiB`, `MiB`, `GiB`, `TiB` (powers of
 /// 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), case-insensitive; `2GiB`, `256MiB`, `1.5GB`.
@@ -139,6 +194,28 @@ mod tests {
         assert!(parse_bytes("0").is_err());
     }
 
+    #[test]
+    fn cluster_addresses_are_df_urls() {
+        assert_eq!(
+            scheduler_url("df://10.0.0.5:50050").as_deref(),
+            Ok("http://10.0.0.5:50050")
+        );
+        assert_eq!(
+            scheduler_url("df://scheduler").as_deref(),
+            Ok("http://scheduler:50050")
+        );
+        for bad in [
+            "http://x:1",
+            "df://",
+            "df://x:port",
+            "df://x:99999",
+            "10.0.0.5:50050",
+        ] {
+            let error = scheduler_url(bad).unwrap_err();
+            assert!(error.contains("df://HOST:PORT"), "{bad}: {error}");
+        }
+    }
+
     fn spills(plan: &Arc<dyn ExecutionPlan>) -> usize {
         plan.metrics().and_then(|m| m.spill_count()).unwrap_or(0)
             + plan.children().into_iter().map(spills).sum::<usize>()
@@ -155,6 +232,7 @@ mod tests {
             threads: 2,
             memory_limit: 24 << 20,
             spill_dir: Some(spill.path().join("spill")),
+            cluster: None,
         };
         let ctx = engine.context().unwrap();
         let plan = ctx

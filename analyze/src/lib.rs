@@ -24,6 +24,7 @@ pub mod side_traffic;
 pub mod stats;
 pub mod summary;
 pub mod tables;
+pub mod user_metrics;
 
 use std::path::Path;
 
@@ -53,13 +54,14 @@ pub async fn analyze_with(
     experiments: &ExperimentsFile,
     only: &[String],
 ) -> Result<Vec<Report>> {
+    let engine = read.engine.clone();
     let run = async {
         let ctx = tables::session_with(data_dir, read).await?;
         analyze_in(&ctx, data_dir, experiments, only).await
     };
     Ok(run
         .await
-        .map_err(|e| tables::explain_failure(data_dir, e))?
+        .map_err(|e| tables::explain_failure(data_dir, &engine, e))?
         .into_iter()
         .map(|(report, _)| report)
         .collect())
@@ -138,11 +140,13 @@ pub async fn query_with_options(
     sql: &str,
     params: &[(String, String)],
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let engine = read.engine.clone();
     let run = async {
         let ctx = tables::session_with(data_dir, read).await?;
         query_in(&ctx, "user query", sql, params).await
     };
-    run.await.map_err(|e| tables::explain_failure(data_dir, e))
+    run.await
+        .map_err(|e| tables::explain_failure(data_dir, &engine, e))
 }
 
 /// Runs SQL with named parameters in an existing session; `name` says which query failed.

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use crate::config::{ExperimentSettings, GuardrailMetric, GuardrailSpec, Method};
 use crate::report::{
-    BlastRadius, Comparison, Cuped, Guardrail, Interval, Latency, QuantileValue, VariantMetrics,
+    BlastRadius, Comparison, Cuped, Guardrail, Interval, Latency, QuantileValue, UserMetricValue,
+    VariantMetrics,
 };
 use crate::stats::{
     self, ArmEstimate, CovariateSums, Estimate, Harm, Horizon, LatencyDistribution, MarginResult,
-    MeanStats, QuantileEstimate, RatioStats, Scale,
+    MeanStats, QuantileEstimate, RatioStats, Scale, ThresholdRule,
 };
 use crate::summary::ArmSummary;
+use crate::user_metrics::{UserMetric, UserMetricStats};
 
 /// The least share of variance CUPED must remove to be used.
 pub const MIN_CUPED_REDUCTION: f64 = 0.01;
@@ -43,6 +45,8 @@ pub struct VariantStats {
     pub latencies: Arc<LatencyDistribution>,
     /// 1 − confidence, for the per-variant intervals.
     pub alpha: f64,
+    /// The user-defined metrics, in the experiments file's order.
+    pub user_metrics: Vec<UserMetricStats>,
 }
 
 impl VariantStats {
@@ -64,6 +68,7 @@ impl VariantStats {
             quantiles,
             latencies: sample,
             alpha,
+            user_metrics: arm.user_metrics.clone(),
         }
     }
 
@@ -89,8 +94,9 @@ impl VariantStats {
         self.quantiles.get(i).and_then(Option::as_ref)
     }
 
-    /// The report's view of the variant; `total_users` gives its share.
-    pub fn metrics(&self, total_users: u64) -> VariantMetrics {
+    /// The report's view of the variant; `total_users` gives its share, `defined` the names of
+    /// its user-defined metrics.
+    pub fn metrics(&self, total_users: u64, defined: &[UserMetric]) -> VariantMetrics {
         let requests = self.errors.sum_y.round() as u64;
         let errors = self.errors.sum_x.round() as u64;
         let q = |i: usize| self.p(i).map(|e| e.estimate);
@@ -135,6 +141,28 @@ impl VariantStats {
             revenue_per_user: per_user(self.revenue.sum),
             revenue_per_user_ci: self
                 .mean_interval(&self.revenue, (f64::NEG_INFINITY, f64::INFINITY)),
+            metrics: defined
+                .iter()
+                .zip(&self.user_metrics)
+                .map(|(m, stats)| (m.name.clone(), self.user_metric_value(stats)))
+                .collect(),
+        }
+    }
+
+    fn user_metric_value(&self, stats: &UserMetricStats) -> UserMetricValue {
+        let any = (f64::NEG_INFINITY, f64::INFINITY);
+        match stats {
+            UserMetricStats::Mean(m) => UserMetricValue {
+                value: (m.n > 0.0).then(|| m.mean()),
+                ci: self.mean_interval(m, any),
+            },
+            UserMetricStats::Ratio(r) => {
+                let value = (r.sum_y > 0.0).then(|| r.ratio());
+                UserMetricValue {
+                    value,
+                    ci: value.and_then(|v| self.interval(v, r.variance(), any)),
+                }
+            }
         }
     }
 }
@@ -296,7 +324,56 @@ pub fn compare(
             c.guardrail = Some(guardrail(spec, base, variant, alpha, h));
         }
     }
+    for (i, m) in settings.metrics.iter().enumerate() {
+        let (Some(b), Some(v)) = (base.user_metrics.get(i), variant.user_metrics.get(i)) else {
+            continue;
+        };
+        let ratio = |r: &RatioStats| (r.sum_y > 0.0).then(|| r.ratio());
+        let mut c = match (b, v) {
+            (UserMetricStats::Mean(b), UserMetricStats::Mean(v)) => comparison(
+                &m.name,
+                base,
+                variant,
+                (mean(b), mean(v)),
+                at(stats::welch_diff(b, v, alpha)),
+                at(stats::relative_lift(b, v, alpha)),
+                alpha,
+            ),
+            (UserMetricStats::Ratio(b), UserMetricStats::Ratio(v)) => comparison(
+                &m.name,
+                base,
+                variant,
+                (ratio(b), ratio(v)),
+                at(stats::ratio_diff(b, v, alpha)),
+                at(stats::ratio_relative(b, v, alpha)),
+                alpha,
+            ),
+            _ => continue,
+        };
+        if let Some(rule) = m.guardrail {
+            let result = match (user_estimate(b), user_estimate(v)) {
+                (Some(b), Some(v)) => stats::normal_margin(b, v, &rule, alpha, h),
+                _ => MarginResult::default(),
+            };
+            c.guardrail = Some(guardrail_of(rule, result, "z"));
+        }
+        out.push(c);
+    }
     out
+}
+
+/// A user-defined metric's estimate and its variance; `None` until it has one.
+fn user_estimate(stats: &UserMetricStats) -> Option<ArmEstimate> {
+    match stats {
+        UserMetricStats::Mean(m) => (m.n >= 2.0).then(|| ArmEstimate {
+            value: m.mean(),
+            variance: m.variance() / m.n,
+        }),
+        UserMetricStats::Ratio(r) => (r.sum_y > 0.0 && r.n >= 2.0).then(|| ArmEstimate {
+            value: r.ratio(),
+            variance: r.variance(),
+        }),
+    }
 }
 
 /// One guardrail's margin test. The default error-rate rule (a ratio, increases harmful) has its
@@ -336,6 +413,11 @@ fn guardrail(
         };
         (result, test)
     };
+    guardrail_of(rule, result, test)
+}
+
+/// The report's guardrail of a margin test's result (its correction and breach come later).
+fn guardrail_of(rule: ThresholdRule, result: MarginResult, test: &str) -> Guardrail {
     Guardrail {
         kind: rule.scale,
         direction: rule.harm,

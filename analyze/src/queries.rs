@@ -68,6 +68,10 @@ pub const QUERIES: &[NamedQuery] = &[
         sql: include_str!("../../queries/lift_over_time.sql"),
     },
     NamedQuery {
+        name: "business_kinds",
+        sql: include_str!("../../queries/business_kinds.sql"),
+    },
+    NamedQuery {
         name: "srm_counts",
         sql: include_str!("../../queries/srm_counts.sql"),
     },
@@ -177,16 +181,6 @@ pub fn check_params(sql: &str, params: &[(String, String)]) -> crate::Result<()>
 /// Looks a query up by name.
 pub fn named(name: &str) -> Option<&'static NamedQuery> {
     QUERIES.iter().find(|q| q.name == name)
-}
-
-/// The SQL of the named query `name`, restricted to the experiments in `only` when it is not
-/// empty (the query must return an `experiment` column; DataFusion pushes the filter down to the
-/// scan where it can, which is not below the analysis' per-user aggregate).
-pub fn restricted(name: &str, only: &[String]) -> crate::Result<String> {
-    let sql = named(name)
-        .ok_or_else(|| crate::Error::UnknownQuery(name.into()))?
-        .sql;
-    Ok(restrict(sql, only))
 }
 
 /// `sql` restricted to the experiments in `only` when it is not empty (it must return an

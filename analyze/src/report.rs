@@ -173,6 +173,18 @@ pub struct VariantMetrics {
     pub revenue_per_user: Option<f64>,
     /// Its confidence interval (normal; fixed-horizon, descriptive; winsorized when configured).
     pub revenue_per_user_ci: Option<Interval>,
+    /// The metrics of the experiments file's `[[metrics]]`, by name (empty without them): a
+    /// count or sum per user (zeros included), or a ratio of two over users.
+    pub metrics: BTreeMap<String, UserMetricValue>,
+}
+
+/// One user-defined metric of one variant.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct UserMetricValue {
+    /// Per user (count or sum metrics) or Σ numerator / Σ denominator (ratios); None without users.
+    pub value: Option<f64>,
+    /// Its confidence interval (normal or delta method; fixed-horizon, descriptive).
+    pub ci: Option<Interval>,
 }
 
 /// A two-sided confidence interval.
@@ -187,7 +199,8 @@ pub struct Interval {
 pub struct Comparison {
     /// `error_rate`, `latency_p50`, `latency_p95`, `latency_p99`, `latency_rank` (Mann–Whitney:
     /// the values are P(a request of that arm is slower than one of the other)),
-    /// `conversion_rate`, `revenue_per_user`.
+    /// `conversion_rate`, `revenue_per_user`, or the name of a user-defined metric
+    /// (`[[metrics]]`).
     pub metric: String,
     /// Baseline variant.
     pub baseline: String,

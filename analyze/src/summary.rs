@@ -59,6 +59,8 @@ pub struct ArmSummary {
     pub revenue_pre: CovariateSums,
     /// Live latencies, clustered by user.
     pub latencies: Arc<LatencyDistribution>,
+    /// The user-defined metrics (`[[metrics]]`), in the file's order; empty without them.
+    pub user_metrics: Vec<crate::user_metrics::UserMetricStats>,
 }
 
 impl ArmSummary {

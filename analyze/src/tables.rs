@@ -24,6 +24,7 @@ use datafusion::prelude::SessionContext;
 use shiftright_schemas::batch::{read_footer, BatchId};
 use shiftright_schemas::{BatchFile, Table};
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::history::HistoryTable;
 
@@ -75,12 +76,24 @@ pub async fn session_with(data_dir: &Path, options: ReadOptions) -> Result<Sessi
 
 /// Turns a failed query into what to do about it: the names of the damaged files it met, when
 /// there are any (every event table's files have their footers read, and those that fail are
-/// listed), or how to give it memory when it ran out of its limit. Other failures are returned as
-/// they are.
-pub fn explain_failure(data_dir: &Path, error: Error) -> Error {
+/// listed), how to give it memory when it ran out of its limit, or how to reach the cluster it
+/// was sent to. Other failures are returned as they are.
+pub fn explain_failure(data_dir: &Path, engine: &Engine, error: Error) -> Error {
     let Error::Query { name, source } = &error else {
         return error;
     };
+    if let Some(cluster) = &engine.cluster {
+        let text = format!("{source:?}");
+        if text.contains("ConnectError") || text.contains("tonic::transport") {
+            return Error::Engine(format!(
+                "query {name} could not reach the Ballista scheduler at {cluster} ({}). Start one \
+                 there (`shiftright scheduler --bind HOST:PORT`) with at least one executor \
+                 (`shiftright executor --scheduler {cluster}`), or leave out --cluster \
+                 (SHIFTRIGHT_CLUSTER) to run in this process",
+                source.find_root()
+            ));
+        }
+    }
     if matches!(
         source.find_root(),
         datafusion::error::DataFusionError::ResourcesExhausted(_)
@@ -287,7 +300,8 @@ mod tests {
             name: "analysis_arms".into(),
             source: DataFusionError::Shared(Arc::new(exhausted)),
         };
-        let text = explain_failure(Path::new("/nonexistent"), error).to_string();
+        let text =
+            explain_failure(Path::new("/nonexistent"), &Engine::default(), error).to_string();
         assert!(
             text.contains("analysis_arms")
                 && text.contains("--memory-limit")

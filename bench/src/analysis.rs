@@ -1,7 +1,9 @@
-//! The analysis benchmark: for each size, Parquet written as the ingest writes it, then a full
-//! `shiftright analyze` and DuckDB's per-variant aggregates over the same files, each a measured
-//! child process (wall time, peak RSS), side by side in one run; and a check that both found the
-//! same request and error counts, so that the two are timed doing the same job.
+//! The analysis benchmark: for each size, Parquet written as the ingest writes it (with 1% of the
+//! requests resent, as producers do), then a full `shiftright analyze --method fixed`, DuckDB's
+//! bare per-variant aggregates, and DuckDB computing shiftright's answers over the same files,
+//! each a measured child process (wall time, peak RSS, CPU), side by side in one run; the answers
+//! are compared figure by figure ([`crate::same_answers`]), so the two are timed doing the same
+//! job. Optionally the same analysis on a Ballista cluster started here ([`crate::cluster`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,9 +11,12 @@ use std::process::Command;
 use crate::error::{Error, Result};
 use crate::measure::{run_measured, Measured};
 use crate::parquet_gen::{scenario_for, write_scenario, Written};
+use crate::same_answers::Agreement;
 
-/// The DuckDB script, carried in the binary so that `shiftright bench` runs from anywhere.
+/// The DuckDB scripts, carried in the binary so that `shiftright bench` runs from anywhere: the
+/// bare aggregates, and shiftright's answers.
 const DUCKDB_SCRIPT: &str = include_str!("duckdb_aggregates.py");
+const SAME_ANSWERS_SCRIPT: &str = include_str!("duckdb_same_answers.py");
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -32,6 +37,22 @@ pub struct AnalysisBenchConfig {
     pub partitions: u32,
     /// Generator seed.
     pub seed: u64,
+    /// Executors of a cluster row (the same analysis on a scheduler and this many executors on
+    /// this machine, each with its share of the cores); 0: no cluster row.
+    pub cluster_executors: usize,
+}
+
+/// The same analysis on a local Ballista cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterRun {
+    /// Executors it had.
+    pub executors: usize,
+    /// The `analyze --cluster` client.
+    pub client: Measured,
+    /// The scheduler's and executors' peak RSS and CPU, summed.
+    pub servers: crate::cluster::ClusterUsage,
+    /// Whether its report equals the local one (floats within 1e-9 relative).
+    pub same: Result<(), String>,
 }
 
 /// One size's figures.
@@ -45,10 +66,12 @@ pub struct AnalysisRow {
     pub generated_now: bool,
     /// `shiftright analyze`.
     pub ours: Measured,
-    /// DuckDB, and the seconds its queries took inside the process.
-    pub duckdb: Option<(Measured, f64)>,
-    /// Whether both counted the same requests and errors per variant (None: DuckDB not run).
-    pub agree: Option<Result<(), String>>,
+    /// DuckDB's bare aggregates (None: DuckDB not run).
+    pub duckdb: Option<Measured>,
+    /// DuckDB computing shiftright's answers, and whether they agree.
+    pub same_answers: Option<(Measured, Result<Agreement, String>)>,
+    /// The cluster row, when asked for.
+    pub cluster: Option<ClusterRun>,
 }
 
 /// Runs every size in turn; `progress` hears what is happening.
@@ -57,9 +80,15 @@ pub fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<AnalysisRow>> {
     let script = config.work_dir.join("duckdb_aggregates.py");
+    let answers_script = config.work_dir.join("duckdb_same_answers.py");
     std::fs::create_dir_all(&config.work_dir)
         .map_err(|e| Error::io("creating", &config.work_dir, e))?;
-    std::fs::write(&script, DUCKDB_SCRIPT).map_err(|e| Error::io("writing", &script, e))?;
+    for (path, text) in [
+        (&script, DUCKDB_SCRIPT),
+        (&answers_script, SAME_ANSWERS_SCRIPT),
+    ] {
+        std::fs::write(path, text).map_err(|e| Error::io("writing", path, e))?;
+    }
     let mut rows = Vec::new();
     for &size in &config.sizes {
         let dir = config.work_dir.join(format!("requests-{size}"));
@@ -79,36 +108,39 @@ pub fn run(
             data.requests,
             data.bytes as f64 / (1 << 20) as f64
         ));
-        let mut ours = Command::new(&config.shiftright);
-        ours.args(["analyze", "--no-history", "--format", "json", "--data"])
-            .arg(&dir)
-            .env("SHIFTRIGHT_LOG", "warn");
-        // 3 and 4 are verdicts (ROLLBACK, INVALID), not failures.
-        let ours = run_measured(ours, &[0, 3, 4])?;
+        let ours = analyze_command(config, &dir, None);
+        let ours = run_measured(ours, VERDICT_CODES)?;
         progress(&format!(
             "{size}: shiftright {:.1} s, peak RSS {:.0} MiB",
             ours.wall.as_secs_f64(),
             ours.peak_rss_mib()
         ));
-        let (duckdb, agree) = if config.duckdb {
-            let mut cmd = Command::new("python3");
-            cmd.arg(&script).arg(&dir).arg(config.threads.to_string());
-            let measured = run_measured(cmd, &[0])?;
-            let parsed: serde_json::Value =
-                serde_json::from_str(measured.stdout.trim()).map_err(|e| Error::Child {
-                    what: "the DuckDB script".into(),
-                    detail: format!("printed no JSON: {e}"),
-                })?;
-            let seconds = parsed["seconds"].as_f64().unwrap_or(f64::NAN);
+        let (duckdb, same_answers) = if config.duckdb {
+            let bare = run_duckdb(&script, &dir, config.threads)?.0;
             progress(&format!(
-                "{size}: DuckDB {:.1} s, peak RSS {:.0} MiB",
-                measured.wall.as_secs_f64(),
-                measured.peak_rss_mib()
+                "{size}: DuckDB's bare aggregates {:.1} s, peak RSS {:.0} MiB",
+                bare.wall.as_secs_f64(),
+                bare.peak_rss_mib()
             ));
-            let agree = compare(&ours.stdout, &parsed);
-            (Some((measured, seconds)), Some(agree))
+            let (measured, answers) = run_duckdb(&answers_script, &dir, config.threads)?;
+            let agree = crate::same_answers::compare(&ours.stdout, &answers);
+            progress(&format!(
+                "{size}: DuckDB computing the same answers {:.1} s, peak RSS {:.0} MiB; agree: {}",
+                measured.wall.as_secs_f64(),
+                measured.peak_rss_mib(),
+                match &agree {
+                    Ok(a) => format!("yes, {} figures", a.figures),
+                    Err(e) => format!("NO: {e}"),
+                }
+            ));
+            (Some(bare), Some((measured, agree)))
         } else {
             (None, None)
+        };
+        let cluster = if config.cluster_executors > 0 {
+            Some(on_cluster(config, &dir, &ours.stdout, progress)?)
+        } else {
+            None
         };
         rows.push(AnalysisRow {
             size,
@@ -116,10 +148,56 @@ pub fn run(
             generated_now,
             ours,
             duckdb,
-            agree,
+            same_answers,
+            cluster,
         });
     }
     Ok(rows)
+}
+
+/// `shiftright analyze --cluster` over `dir` on a scheduler and executors started for it, its
+/// report compared with the local one.
+fn on_cluster(
+    config: &AnalysisBenchConfig,
+    dir: &Path,
+    local_json: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ClusterRun> {
+    let executors = config.cluster_executors;
+    let threads = (config.threads / executors).max(1);
+    let work = tempfile::Builder::new()
+        .prefix("shiftright-bench-cluster-")
+        .tempdir_in(&config.work_dir)
+        .map_err(|e| Error::io("creating a directory in", &config.work_dir, e))?;
+    let cluster =
+        crate::cluster::LocalCluster::start(&config.shiftright, executors, threads, work.path())?;
+    progress(&format!(
+        "cluster: scheduler and {executors} executors of {threads} threads at {}…",
+        cluster.address
+    ));
+    let client = analyze_command(config, dir, Some(&cluster.address));
+    let client = run_measured(client, VERDICT_CODES)?;
+    let servers = cluster.usage();
+    drop(cluster);
+    let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text);
+    let same = match (parse(local_json), parse(&client.stdout)) {
+        (Ok(local), Ok(remote)) => match crate::cluster::json_difference(&local, &remote, 1e-9) {
+            None => Ok(()),
+            Some(difference) => Err(difference),
+        },
+        (Err(e), _) | (_, Err(e)) => Err(format!("a report is not JSON: {e}")),
+    };
+    progress(&format!(
+        "cluster: {:.1} s, same report: {}",
+        client.wall.as_secs_f64(),
+        if same.is_ok() { "yes" } else { "NO" }
+    ));
+    Ok(ClusterRun {
+        executors,
+        client,
+        servers,
+        same,
+    })
 }
 
 /// The size's data: generated now unless an earlier run left it complete (its marker file is
@@ -132,9 +210,16 @@ fn ensure_data(
 ) -> Result<(Written, bool)> {
     let marker_path = dir.join("_generated.json");
     if let Ok(text) = std::fs::read_to_string(&marker_path) {
-        if let Ok(data) = serde_json::from_str::<Written>(&text) {
-            progress(&format!("{size}: reusing the data in {}", dir.display()));
-            return Ok((data, false));
+        match serde_json::from_str::<Written>(&text) {
+            Ok(data) if data.duplicate_share == crate::parquet_gen::DUPLICATE_SHARE => {
+                progress(&format!("{size}: reusing the data in {}", dir.display()));
+                return Ok((data, false));
+            }
+            Ok(_) => progress(&format!(
+                "{size}: the data in {} predates the resent requests; generating it again",
+                dir.display()
+            )),
+            Err(_) => {}
         }
     }
     if dir.exists() {
@@ -150,83 +235,106 @@ fn ensure_data(
     std::fs::write(&marker_path, text).map_err(|e| Error::io("writing", &marker_path, e))?;
     Ok((data, true))
 }
+/// `analyze`'s exit codes that are verdicts (ROLLBACK, INVALID), not failures.
+const VERDICT_CODES: &[i32] = &[0, 3, 4];
 
-/// Requests and errors per (experiment, variant): shiftright's JSON reports against DuckDB's rows.
-fn compare(ours_json: &str, duckdb: &serde_json::Value) -> Result<(), String> {
-    let reports: serde_json::Value =
-        serde_json::from_str(ours_json).map_err(|e| format!("shiftright printed no JSON: {e}"))?;
-    let mut ours = std::collections::BTreeMap::new();
-    for report in reports.as_array().into_iter().flatten() {
-        let experiment = report["experiment"].as_str().unwrap_or_default();
-        for v in report["variants"].as_array().into_iter().flatten() {
-            let key = (
-                experiment.to_string(),
-                v["name"].as_str().unwrap_or_default().to_string(),
-            );
-            ours.insert(key, (v["requests"].as_u64(), v["errors"].as_u64()));
-        }
+/// `shiftright analyze --method fixed --format json` over `dir`, on `cluster` when given. `fixed`:
+/// the intervals DuckDB's script computes (a nightly look at a finished day).
+fn analyze_command(config: &AnalysisBenchConfig, dir: &Path, cluster: Option<&str>) -> Command {
+    let mut command = Command::new(&config.shiftright);
+    command
+        .args([
+            "analyze",
+            "--no-history",
+            "--format",
+            "json",
+            "--method",
+            "fixed",
+        ])
+        .arg("--data")
+        .arg(dir)
+        .env("SHIFTRIGHT_LOG", "warn");
+    if let Some(address) = cluster {
+        command.args(["--cluster", address]);
     }
-    let mut theirs = std::collections::BTreeMap::new();
-    for v in duckdb["variants"].as_array().into_iter().flatten() {
-        let key = (
-            v["experiment"].as_str().unwrap_or_default().to_string(),
-            v["variant"].as_str().unwrap_or_default().to_string(),
-        );
-        theirs.insert(key, (v["requests"].as_u64(), v["errors"].as_u64()));
-    }
-    if ours == theirs {
-        Ok(())
-    } else {
-        Err(format!("shiftright {ours:?} vs DuckDB {theirs:?}"))
-    }
+    command
+}
+
+/// Runs a DuckDB script over `dir` as a measured child; its JSON output.
+fn run_duckdb(script: &Path, dir: &Path, threads: usize) -> Result<(Measured, serde_json::Value)> {
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg(dir).arg(threads.to_string());
+    let measured = run_measured(cmd, &[0])?;
+    let parsed = serde_json::from_str(measured.stdout.trim()).map_err(|e| Error::Child {
+        what: format!("the DuckDB script {}", script.display()),
+        detail: format!("printed no JSON: {e}"),
+    })?;
+    Ok((measured, parsed))
 }
 
 /// The figures as a Markdown table, with time per million request events to show the growth.
 pub fn to_markdown(rows: &[AnalysisRow]) -> String {
     let mut out = String::from(
-        "| request events | Parquet | shiftright analyze | peak RSS | CPU (cores busy) | s per M events | DuckDB (process) | DuckDB (queries) | DuckDB peak RSS | DuckDB CPU | ratio (ours / DuckDB process) | same counts |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:--|\n",
+        "| request events | Parquet | shiftright analyze | peak RSS | CPU (cores busy) | s per M events | DuckDB bare aggregates | its peak RSS | its CPU | ours / bare | DuckDB, same answers | its peak RSS | its CPU | ours / same answers | answers agree |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:--|\n",
     );
+    let ours_over = |ours: &Measured, theirs: &Measured| {
+        format!("{:.2}", ours.wall.as_secs_f64() / theirs.wall.as_secs_f64())
+    };
+    let figures = |m: Option<&Measured>, ours: &Measured| match m {
+        Some(m) => format!(
+            "{:.2} s | {:.0} MiB | {:.2} | {}",
+            m.wall.as_secs_f64(),
+            m.peak_rss_mib(),
+            m.cores_busy(),
+            ours_over(ours, m)
+        ),
+        None => "— | — | — | —".into(),
+    };
     for r in rows {
         let per_m = r.ours.wall.as_secs_f64() / (r.data.requests as f64 / 1e6);
-        let (d_wall, d_query, d_rss, d_cpu, ratio) = match &r.duckdb {
-            Some((m, q)) => (
-                format!("{:.2} s", m.wall.as_secs_f64()),
-                format!("{q:.2} s"),
-                format!("{:.0} MiB", m.peak_rss_mib()),
-                format!("{:.2}", m.cores_busy()),
-                format!("{:.2}", r.ours.wall.as_secs_f64() / m.wall.as_secs_f64()),
+        let agree = match &r.same_answers {
+            Some((_, Ok(a))) => format!(
+                "yes: {} figures; quantiles within {:.2}%",
+                a.figures,
+                a.largest_quantile_difference * 100.0
             ),
-            None => ("—".into(), "—".into(), "—".into(), "—".into(), "—".into()),
-        };
-        let agree = match &r.agree {
-            Some(Ok(())) => "yes".to_string(),
-            Some(Err(e)) => format!("NO: {e}"),
+            Some((_, Err(e))) => format!("NO: {e}"),
             None => "—".into(),
         };
         out.push_str(&format!(
-            "| {} | {:.0} MiB, {} files | {:.2} s | {:.0} MiB | {:.2} | {per_m:.2} | {d_wall} | {d_query} | {d_rss} | {d_cpu} | {ratio} | {agree} |\n",
+            "| {} | {:.0} MiB, {} files | {:.2} s | {:.0} MiB | {:.2} | {per_m:.2} | {} | {} | {agree} |\n",
             r.data.requests,
             r.data.bytes as f64 / (1 << 20) as f64,
             r.data.files,
             r.ours.wall.as_secs_f64(),
             r.ours.peak_rss_mib(),
             r.ours.cores_busy(),
+            figures(r.duckdb.as_ref(), &r.ours),
+            figures(r.same_answers.as_ref().map(|(m, _)| m), &r.ours),
         ));
     }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compare_finds_a_difference_and_agreement() {
-        let ours = r#"[{"experiment":"a","variants":[{"name":"v1","requests":10,"errors":1}]}]"#;
-        let same = serde_json::json!({"variants":[{"experiment":"a","variant":"v1","requests":10,"errors":1}]});
-        let other = serde_json::json!({"variants":[{"experiment":"a","variant":"v1","requests":11,"errors":1}]});
-        assert!(compare(ours, &same).is_ok());
-        assert!(compare(ours, &other).is_err());
+    if rows.iter().any(|r| r.cluster.is_some()) {
+        out.push_str(
+            "\n| request events | in one process | on the cluster | cluster's processes' peak RSS (sum) | cluster CPU (cores busy) | same report |\n\
+             |---:|---:|---:|---:|---:|:--|\n",
+        );
+        for r in rows {
+            let Some(c) = &r.cluster else { continue };
+            let wall = c.client.wall.as_secs_f64();
+            out.push_str(&format!(
+                "| {} | {:.2} s | {wall:.2} s (scheduler + {} executors) | {:.0} MiB | {:.2} | {} |\n",
+                r.data.requests,
+                r.ours.wall.as_secs_f64(),
+                c.executors,
+                (c.servers.peak_rss_bytes + c.client.peak_rss_bytes) as f64 / (1 << 20) as f64,
+                (c.servers.cpu + c.client.cpu).as_secs_f64() / wall.max(1e-9),
+                match &c.same {
+                    Ok(()) => "yes".to_string(),
+                    Err(e) => format!("NO: {e}"),
+                }
+            ));
+        }
     }
+    out
 }

@@ -3,8 +3,10 @@
 //! and prints Markdown for BENCHMARKS.md.
 //!
 //! - [`ingest_rate`]: a backlog on a broker into durable Parquet, against a bare consumer;
-//! - [`analysis`]: `shiftright analyze` against DuckDB over the same generated Parquet;
+//! - [`analysis`]: `shiftright analyze` against DuckDB over the same generated Parquet, bare
+//!   aggregates and the same answers ([`same_answers`] compares them);
 //! - [`freshness`]: produce → queryable under a steady load;
+//! - [`cluster`]: a scheduler and executors on this machine, for the analysis' cluster row;
 //! - [`parquet_gen`]: the generator that writes the analysis data without Kafka;
 //! - [`measure`]: wall time and peak RSS of a child process;
 //! - [`simulate`]: decision quality, simulated canaries through the real verdict code (`shiftright
@@ -13,11 +15,13 @@
 //! The decode micro-benchmark is `benches/decode.rs` (criterion, `cargo bench`).
 
 pub mod analysis;
+pub mod cluster;
 pub mod error;
 pub mod freshness;
 pub mod ingest_rate;
 pub mod measure;
 pub mod parquet_gen;
+pub mod same_answers;
 pub mod simulate;
 
 pub use error::{Error, Result};

@@ -36,13 +36,23 @@ pub struct Written {
     pub bytes: u64,
     /// Time taken.
     pub elapsed: Duration,
+    /// The share of request events sent twice (data written before it was recorded had none).
+    #[serde(default)]
+    pub duplicate_share: f64,
 }
 
+/// The share of request events the benchmark's producers send twice, as retrying producers do.
+pub const DUPLICATE_SHARE: f64 = 0.01;
+
 /// The benchmark's scenario: the demo's two 95/5 canaries (one regressed, one healthy) over enough
-/// users for about `requests` live request events (each user makes about 5 requests in each).
+/// users for about `requests` live request events (each user makes about 5 requests in each),
+/// [`DUPLICATE_SHARE`] of them resent.
 pub fn scenario_for(requests: u64, seed: u64) -> Scenario {
     let users = (requests / 10).max(100) as usize;
-    Scenario::demo(users, seed)
+    Scenario {
+        duplicate_share: DUPLICATE_SHARE,
+        ..Scenario::demo(users, seed)
+    }
 }
 
 /// Generates `scenario` ending at `now_ms` and writes it under `out` as the ingest would, with
@@ -158,6 +168,7 @@ pub fn write_scenario(
         flush(&mut buffers, &tp, &mut written)?;
     }
     written.elapsed = started.elapsed();
+    written.duplicate_share = scenario.duplicate_share;
     Ok(written)
 }
 

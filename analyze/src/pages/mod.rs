@@ -57,9 +57,10 @@ pub async fn write_day(
     out_dir: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Written> {
+    let engine = read.engine.clone();
     write_day_in(data_dir, read, experiments, date, out_dir, progress)
         .await
-        .map_err(|e| tables::explain_failure(data_dir, e))
+        .map_err(|e| tables::explain_failure(data_dir, &engine, e))
 }
 
 async fn write_day_in(

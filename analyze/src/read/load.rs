@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use datafusion::prelude::SessionContext;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::Column;
+use datafusion::logical_expr::{Filter, LogicalPlan};
+use datafusion::prelude::{lit, DataFrame, Expr, SessionContext};
 
 use crate::config::ExperimentsFile;
 use crate::error::{Error, Result};
@@ -16,6 +19,7 @@ use crate::stats::{
     CovariateSums, DistributionBuilder, LatencyDistribution, MeanStats, RatioStats,
 };
 use crate::summary::{cap_of, ArmSummary, ExperimentSummary};
+use crate::user_metrics::{self, Definition, UserMetric};
 
 const ARMS: &str = "analysis_arms";
 const SIDE: &str = "analysis_side_traffic";
@@ -107,15 +111,62 @@ impl Columns<'_> {
     }
 }
 
-async fn run(ctx: &SessionContext, name: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+/// Runs `sql` (which returns an `experiment` column) for the experiments in `only` (all when it is
+/// empty): its output is restricted to them, and so are the `requests` and `exposures` it reads
+/// (see [`scope_inputs`]).
+async fn run(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+    only: &[String],
+) -> Result<Vec<RecordBatch>> {
     let started = std::time::Instant::now();
-    let (_, batches) = crate::query_in(ctx, name, sql, &[]).await?;
+    let frame = queries::plan_read_only(ctx, name, &queries::restrict(sql, only)).await?;
+    let (state, plan) = frame.into_parts();
+    let plan = scope_inputs(plan, only).map_err(Error::query(name))?;
+    let batches = DataFrame::new(state, plan)
+        .collect()
+        .await
+        .map_err(Error::query(name))?;
     tracing::info!(
         query = name,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "ran"
     );
     Ok(batches)
+}
+
+/// The event tables whose rows belong to one experiment each; business events belong to users.
+const PER_EXPERIMENT: [&str; 2] = ["requests", "exposures"];
+
+/// `plan` with every scan of `requests` and `exposures` filtered to the experiments in `only`.
+///
+/// A filter on the analysis' output cannot reach its inputs: `experiment` comes out of the
+/// per-user aggregate. Yet a user's rows for one experiment depend only on that experiment's
+/// requests and exposures (and on the user's business events, which are kept), so reading only
+/// those gives the same rows (`read::tests` holds it), and `analyze -e NAME`, a canary gate's
+/// call, costs that experiment's events rather than the store's. The filter reaches the Parquet
+/// scan, whose row-group statistics skip other experiments' files.
+fn scope_inputs(plan: LogicalPlan, only: &[String]) -> datafusion::error::Result<LogicalPlan> {
+    if only.is_empty() {
+        return Ok(plan);
+    }
+    let names: Vec<Expr> = only.iter().map(|e| lit(e.as_str())).collect();
+    plan.transform_up(|node| {
+        let LogicalPlan::TableScan(scan) = &node else {
+            return Ok(Transformed::no(node));
+        };
+        if !PER_EXPERIMENT.contains(&scan.table_name.table()) {
+            return Ok(Transformed::no(node));
+        }
+        let experiment = Expr::Column(Column::new(Some(scan.table_name.clone()), "experiment"));
+        let predicate = experiment.in_list(names.clone(), false);
+        Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(
+            predicate,
+            Arc::new(node),
+        )?)))
+    })
+    .map(|t| t.data)
 }
 
 /// Each winsorizing experiment's revenue cap: the configured percentile of its decided users'
@@ -129,12 +180,9 @@ async fn revenue_caps(
     if !experiments.any_winsorize() {
         return Ok(caps);
     }
-    let sql = queries::restrict(
-        "SELECT experiment, latency_distribution(revenue) AS revenue FROM analysis_users \
-         WHERE dimension = 'all' AND NOT synthetic AND NOT multiple_variants GROUP BY experiment",
-        only,
-    );
-    for batch in run(ctx, "revenue caps", &sql).await? {
+    let sql = "SELECT experiment, latency_distribution(revenue) AS revenue FROM analysis_users \
+               WHERE dimension = 'all' AND NOT synthetic AND NOT multiple_variants GROUP BY experiment";
+    for batch in run(ctx, "revenue caps", sql, only).await? {
         let c = Columns {
             query: "revenue caps",
             batch: &batch,
@@ -156,13 +204,25 @@ async fn revenue_caps(
     Ok(caps)
 }
 
-/// `analysis_arms` over users whose revenue is capped as `caps` say.
-fn arms_sql(caps: &BTreeMap<String, f64>) -> Result<String> {
-    let sql = queries::named(ARMS)
+/// `analysis_arms` with the sums the user-defined `metrics` need, over users whose revenue is
+/// capped as `caps` say.
+fn arms_sql(caps: &BTreeMap<String, f64>, metrics: &[UserMetric]) -> Result<String> {
+    let from = "FROM analysis_users";
+    let mut sql = queries::named(ARMS)
         .ok_or_else(|| Error::UnknownQuery(ARMS.into()))?
-        .sql;
+        .sql
+        .to_string();
+    if sql.matches(from).count() != 1 {
+        return Err(Error::UnknownQuery(format!(
+            "{ARMS} no longer reads {from} once"
+        )));
+    }
+    let extra = user_metrics::arm_columns(metrics);
+    if !extra.is_empty() {
+        sql = sql.replace(from, &format!(",\n    {}\n{from}", extra.join(",\n    ")));
+    }
     if caps.is_empty() {
-        return Ok(sql.to_string());
+        return Ok(sql);
     }
     let cases: String = caps
         .iter()
@@ -184,23 +244,28 @@ fn arms_sql(caps: &BTreeMap<String, f64>) -> Result<String> {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let from = "FROM analysis_users";
-    if !sql.contains(from) {
-        return Err(Error::UnknownQuery(format!(
-            "{ARMS} no longer reads {from}"
-        )));
-    }
     Ok(sql.replace(
         from,
         &format!("FROM (SELECT {columns} FROM analysis_users) AS analysis_users"),
     ))
 }
 
-fn arm(i: usize, cols: &ArmColumns, latencies: LatencyDistribution) -> ArmSummary {
+fn arm(
+    i: usize,
+    cols: &ArmColumns,
+    metrics: &[UserMetric],
+    latencies: LatencyDistribution,
+) -> ArmSummary {
     let users = cols.users[i];
     let n = users as f64;
+    let sums: Vec<(f64, f64)> = cols
+        .user_metrics
+        .iter()
+        .map(|(a, b)| (a[i], b[i]))
+        .collect();
     ArmSummary {
         users,
+        user_metrics: user_metrics::arm_stats(metrics, users, &sums),
         errors: RatioStats {
             n: cols.users_with_requests[i] as f64,
             sum_x: cols.errors[i],
@@ -256,11 +321,29 @@ struct ArmColumns {
     pre_revenue: Vec<f64>,
     pre_revenue_sq: Vec<f64>,
     pre_revenue_revenue: Vec<f64>,
+    /// Per user-defined metric: (Σx, Σx²), or (Σx·y, zeros) for a ratio.
+    user_metrics: Vec<(Vec<f64>, Vec<f64>)>,
 }
 
 impl ArmColumns {
-    fn read(c: &Columns<'_>) -> Result<Self> {
+    fn read(c: &Columns<'_>, metrics: &[UserMetric]) -> Result<Self> {
+        let user_metrics = metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| match m.definition {
+                Definition::PerUser { .. } => Ok((
+                    c.number(&user_metrics::column(i, "sum"))?,
+                    c.number(&user_metrics::column(i, "sq"))?,
+                )),
+                Definition::Ratio { .. } => {
+                    let products = c.number(&user_metrics::column(i, "product"))?;
+                    let zeros = vec![0.0; products.len()];
+                    Ok((products, zeros))
+                }
+            })
+            .collect::<Result<_>>()?;
         Ok(ArmColumns {
+            user_metrics,
             users: c.count("users")?,
             users_with_requests: c.count("users_with_requests")?,
             requests: c.number("requests")?,
@@ -289,12 +372,13 @@ pub async fn load(
     let caps = revenue_caps(ctx, only, experiments).await?;
     let mut out: BTreeMap<String, ExperimentSummary> = BTreeMap::new();
     let mut segments: Vec<(String, Dimension, String, String, ArmSummary)> = Vec::new();
-    for batch in run(ctx, ARMS, &queries::restrict(&arms_sql(&caps)?, only)).await? {
+    let metrics = experiments.metrics();
+    for batch in run(ctx, ARMS, &arms_sql(&caps, metrics)?, only).await? {
         let c = Columns {
             query: ARMS,
             batch: &batch,
         };
-        let cols = ArmColumns::read(&c)?;
+        let cols = ArmColumns::read(&c, metrics)?;
         let (experiment, dimension) = (c.text("experiment")?, c.text("dimension")?);
         let (segment, variant) = (c.text("segment")?, c.text("variant")?);
         let (synthetic, multiple) = (c.flag("synthetic")?, c.flag("multiple_variants")?);
@@ -309,7 +393,7 @@ pub async fn load(
                 ),
             })?;
             if dim != Dimension::All {
-                let a = arm(i, &cols, latencies);
+                let a = arm(i, &cols, metrics, latencies);
                 segments.push((
                     experiment[i].clone(),
                     dim,
@@ -327,7 +411,7 @@ pub async fn load(
                 e.multiple_variants += cols.users[i];
             } else {
                 e.variants
-                    .insert(variant[i].clone(), arm(i, &cols, latencies));
+                    .insert(variant[i].clone(), arm(i, &cols, metrics, latencies));
             }
         }
     }
@@ -371,9 +455,11 @@ async fn side_traffic(
     ctx: &SessionContext,
     only: &[String],
 ) -> Result<Vec<(String, ModeRow, u64)>> {
-    let sql = queries::restricted(SIDE, only)?;
+    let sql = queries::named(SIDE)
+        .ok_or_else(|| Error::UnknownQuery(SIDE.into()))?
+        .sql;
     let mut out = Vec::new();
-    for batch in run(ctx, SIDE, &sql).await? {
+    for batch in run(ctx, SIDE, sql, only).await? {
         let c = Columns {
             query: SIDE,
             batch: &batch,
@@ -421,11 +507,11 @@ mod tests {
     #[test]
     fn capped_arms_cap_revenue_of_the_named_experiments_only() {
         let caps = BTreeMap::from([("it's".to_string(), 25.0)]);
-        let sql = arms_sql(&caps).unwrap();
+        let sql = arms_sql(&caps, &[]).unwrap();
         assert!(sql.contains("LEAST(revenue, CASE experiment WHEN 'it''s' THEN CAST(25.0 AS DOUBLE) ELSE revenue END) AS revenue"), "{sql}");
         assert!(sql.contains("LEAST(pre_revenue,"));
         assert_eq!(
-            arms_sql(&BTreeMap::new()).unwrap(),
+            arms_sql(&BTreeMap::new(), &[]).unwrap(),
             queries::named(ARMS).unwrap().sql
         );
     }

@@ -36,12 +36,20 @@ pub fn functions() -> Vec<AggregateUDF> {
     ]
 }
 
-/// Registers the analysis' functions in `ctx` (and `latency_quantile`, to read a distribution).
+/// The analysis' scalar functions: `latency_quantile`, to read a distribution in SQL.
+pub fn scalar_functions() -> Vec<ScalarUDF> {
+    vec![ScalarUDF::from(quantile_udf::LatencyQuantileUdf::default())]
+}
+
+/// Registers the analysis' functions in `ctx`. A Ballista scheduler and its executors register
+/// the same lists (`shiftright-cluster`), so plans naming them can be decoded there.
 pub fn register_functions(ctx: &SessionContext) {
     for f in functions() {
         ctx.register_udaf(f);
     }
-    ctx.register_udf(ScalarUDF::from(quantile_udf::LatencyQuantileUdf::default()));
+    for f in scalar_functions() {
+        ctx.register_udf(f);
+    }
 }
 
 /// The stages registered as views, queryable like tables, each after those it reads.

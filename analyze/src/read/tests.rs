@@ -159,8 +159,9 @@ async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
     out
 }
 
-#[tokio::test]
-async fn analysis_users_computes_what_user_metrics_says() {
+/// A small store: two experiments sharing user u1, resent copies, a synthetic user, a user in
+/// two variants, a shadow call, business events before and after first exposure.
+fn small_store() -> [Vec<Event>; 3] {
     let requests: Vec<Event> = [
         ("a", "r1", 3_000, "u1", false, "v1", "live", 0.0),
         ("a", "r1", 3_000, "u1", false, "v1", "live", 0.0),
@@ -193,6 +194,12 @@ async fn analysis_users_computes_what_user_metrics_says() {
     ]
     .map(ev)
     .to_vec();
+    [requests, exposures, business]
+}
+
+#[tokio::test]
+async fn analysis_users_computes_what_user_metrics_says() {
+    let [requests, exposures, business] = small_store();
     let tables = [
         (&requests[..], Table::Requests),
         (&exposures[..], Table::Exposures),
@@ -327,6 +334,7 @@ async fn summaries_are_the_same_when_the_aggregates_spill() {
         threads: 2,
         memory_limit: 32 << 20,
         spill_dir: Some(spill.path().join("spill")),
+        cluster: None,
     };
     let ctx = session(&tight, tables, 3).await;
     let got = super::load::load(&ctx, &[], &file).await.unwrap();
@@ -382,4 +390,118 @@ async fn summaries_are_the_same_when_the_aggregates_spill() {
         ),
         (5_455, 5_455, 5_455 - 2_728)
     );
+}
+
+/// `analyze -e NAME` reads only that experiment's requests and exposures, and finds what the
+/// whole analysis finds for it: a user's rows in one experiment depend on nothing of another's.
+#[tokio::test]
+async fn one_experiment_alone_gives_its_rows_of_the_whole_analysis() {
+    let [mut requests, mut exposures, business] = generated(3_000);
+    // A second experiment over a third of the same users, in other variants and at other times,
+    // so business events fall after the first exposure in one and before it in the other.
+    let other = |events: &[Event], shift: i64| -> Vec<Event> {
+        events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == 0)
+            .map(|(i, e)| Event {
+                experiment: "other",
+                variant: if i % 2 == 0 { "control" } else { "treatment" },
+                ts: e.ts + shift,
+                ..e.clone()
+            })
+            .collect()
+    };
+    let (more_requests, more_exposures) = (other(&requests, 40), other(&exposures, 40));
+    requests.extend(more_requests);
+    exposures.extend(more_exposures);
+    let tables = [
+        (&requests[..], Table::Requests),
+        (&exposures[..], Table::Exposures),
+        (&business[..], Table::Business),
+    ];
+    let file = ExperimentsFile::parse("[defaults]\nwinsorize_revenue = 0.9\n").unwrap();
+    let ctx = session(&Engine::default(), tables, 2).await;
+    let all = super::load::load(&ctx, &[], &file).await.unwrap();
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["gen", "other"]);
+    for name in ["gen", "other"] {
+        let alone = super::load::load(&ctx, &[name.to_string()], &file)
+            .await
+            .unwrap();
+        assert_eq!(alone.keys().collect::<Vec<_>>(), [name]);
+        assert_eq!(
+            format!("{:?}", alone[name]),
+            format!("{:?}", all[name]),
+            "{name}"
+        );
+    }
+}
+
+/// `[[metrics]]`: per arm, the sums of each user's count or value of the named kinds at or after
+/// first exposure, and a ratio's product sums, as the users' events say.
+#[tokio::test]
+async fn user_defined_metrics_sum_what_each_users_events_say() {
+    use crate::user_metrics::UserMetricStats;
+    let [requests, exposures, business] = small_store();
+    let tables = [
+        (&requests[..], Table::Requests),
+        (&exposures[..], Table::Exposures),
+        (&business[..], Table::Business),
+    ];
+    let file = ExperimentsFile::parse(
+        r#"
+        [[metrics]]
+        name = "engagement"
+        kinds = ["engagement"]
+        [[metrics]]
+        name = "purchase_value"
+        kinds = ["purchase"]
+        aggregate = "sum"
+        [[metrics]]
+        name = "actions"
+        kinds = ["engagement", "conversion"]
+        [[metrics]]
+        name = "engaged_share"
+        numerator = "engagement"
+        denominator = "actions"
+        "#,
+    )
+    .unwrap();
+    for partitions in [1, 3] {
+        let ctx = session(&Engine::default(), tables, partitions).await;
+        let all = super::load::load(&ctx, &[], &file).await.unwrap();
+        let mean = |e: &str, v: &str, i: usize| match all[e].variants[v].user_metrics[i] {
+            UserMetricStats::Mean(m) => (m.n, m.sum, m.sum_sq),
+            other => panic!("{other:?}"),
+        };
+        // a/v1: u1 (engagement at 9 s, after its exposure at 4 s; its purchase at 3.5 s is
+        // before) and u6 (a purchase before its exposure); u5 is in two variants.
+        assert_eq!(mean("a", "v1", 0), (2.0, 1.0, 1.0), "{partitions}");
+        assert_eq!(mean("a", "v1", 1), (2.0, 0.0, 0.0));
+        assert_eq!(mean("a", "v1", 2), (2.0, 1.0, 1.0));
+        // a/v2: u2's conversion at 4.6 s, after its exposure at 4.5 s.
+        assert_eq!(mean("a", "v2", 0), (1.0, 0.0, 0.0));
+        assert_eq!(mean("a", "v2", 2), (1.0, 1.0, 1.0));
+        // b/v9: u1, first seen at 8 s: the engagement counts, the purchase does not.
+        assert_eq!(mean("b", "v9", 0), (1.0, 1.0, 1.0));
+        assert_eq!(mean("b", "v9", 1), (1.0, 0.0, 0.0));
+        match all["a"].variants["v1"].user_metrics[3] {
+            UserMetricStats::Ratio(r) => assert_eq!(
+                (r.n, r.sum_x, r.sum_y, r.sum_xx, r.sum_yy, r.sum_xy),
+                (2.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The report shows them per variant and compares them with the baseline.
+        let report = crate::decision::decide("a", &all["a"], &file.settings("a"));
+        let v1 = report.variants.iter().find(|v| v.name == "v1").unwrap();
+        assert_eq!(v1.metrics["engagement"].value, Some(0.5));
+        assert_eq!(v1.metrics["engaged_share"].value, Some(1.0));
+        for name in ["engagement", "purchase_value", "actions", "engaged_share"] {
+            assert!(
+                report.comparisons.iter().any(|c| c.metric == name),
+                "no comparison of {name}"
+            );
+        }
+    }
 }

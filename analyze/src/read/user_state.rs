@@ -97,7 +97,12 @@ struct Business {
     ts: i64,
     value: f64,
     converts: bool,
+    /// Its kind, interned ([`NO_KIND`] when it has none).
+    kind: u32,
 }
+
+/// The kind of a business event that names none.
+const NO_KIND: &str = "";
 
 /// One user in one experiment.
 #[derive(Debug, Clone, Default)]
@@ -163,6 +168,13 @@ pub fn row_fields() -> Fields {
     let flag = |n: &str| Field::new(n, DataType::Boolean, false);
     let count = |n: &str| Field::new(n, DataType::Int64, false);
     let amount = |n: &str| Field::new(n, DataType::Float64, false);
+    let list = |n: &str, item: DataType| {
+        Field::new(
+            n,
+            DataType::List(Arc::new(Field::new_list_field(item, false))),
+            false,
+        )
+    };
     Fields::from(vec![
         text("experiment"),
         text("dimension"),
@@ -183,6 +195,9 @@ pub fn row_fields() -> Fields {
             DataType::List(Arc::new(Field::new_list_field(DataType::Float64, false))),
             false,
         ),
+        list("kinds", DataType::Utf8),
+        list("kind_counts", DataType::Int64),
+        list("kind_values", DataType::Float64),
     ])
 }
 
@@ -333,11 +348,16 @@ impl UserGroups {
         }
         let business = r.u32()?;
         for _ in 0..business {
+            let fingerprint = r.u64()?;
+            let ts = r.i64()?;
+            let value = r.f64()?;
+            let kind = r.str()?;
             let b = Business {
-                fingerprint: r.u64()?,
-                ts: r.i64()?,
-                value: r.f64()?,
-                converts: r.u8()? != 0,
+                fingerprint,
+                ts,
+                value,
+                converts: CONVERSIONS.contains(&kind),
+                kind: self.names.intern(kind),
             };
             self.users[g].business.push(b);
         }
@@ -398,7 +418,7 @@ fn encode(names: &Interner, user: &User) -> Vec<u8> {
         w.u64(b.fingerprint);
         w.i64(b.ts);
         w.f64(b.value);
-        w.u8(u8::from(b.converts));
+        w.str(names.get(b.kind));
     }
     w.into_bytes()
 }
@@ -421,6 +441,9 @@ struct Rows {
     pre_converted: BooleanBuilder,
     pre_revenue: Float64Builder,
     latencies: ListBuilder<Float64Builder>,
+    kinds: ListBuilder<StringBuilder>,
+    kind_counts: ListBuilder<Int64Builder>,
+    kind_values: ListBuilder<Float64Builder>,
 }
 
 /// One row's values other than its strings and latencies.
@@ -434,6 +457,8 @@ struct RowValues {
     revenue: f64,
     pre_converted: bool,
     pre_revenue: f64,
+    /// Business events at or after first exposure, per kind: (kind, count, Σ value), by kind.
+    kinds: Vec<(u32, i64, f64)>,
 }
 
 impl Rows {
@@ -456,10 +481,16 @@ impl Rows {
             pre_revenue: Float64Builder::new(),
             latencies: ListBuilder::new(Float64Builder::new())
                 .with_field(Arc::new(Field::new_list_field(DataType::Float64, false))),
+            kinds: ListBuilder::new(StringBuilder::new())
+                .with_field(Arc::new(Field::new_list_field(DataType::Utf8, false))),
+            kind_counts: ListBuilder::new(Int64Builder::new())
+                .with_field(Arc::new(Field::new_list_field(DataType::Int64, false))),
+            kind_values: ListBuilder::new(Float64Builder::new())
+                .with_field(Arc::new(Field::new_list_field(DataType::Float64, false))),
         }
     }
 
-    fn push(&mut self, strings: [&str; 4], v: &RowValues, requests: &[&Request]) {
+    fn push(&mut self, names: &Interner, strings: [&str; 4], v: &RowValues, requests: &[&Request]) {
         let [experiment, dimension, segment, variant] = strings;
         self.experiment.append_value(experiment);
         self.dimension.append_value(dimension);
@@ -484,6 +515,14 @@ impl Rows {
         latencies.sort_unstable_by(f64::total_cmp);
         self.latencies.values().append_slice(&latencies);
         self.latencies.append(true);
+        for &(kind, count, value) in &v.kinds {
+            self.kinds.values().append_value(names.get(kind));
+            self.kind_counts.values().append_value(count);
+            self.kind_values.values().append_value(value);
+        }
+        self.kinds.append(true);
+        self.kind_counts.append(true);
+        self.kind_values.append(true);
     }
 
     /// Ends one group's list of rows.
@@ -509,6 +548,9 @@ impl Rows {
             Arc::new(self.pre_converted.finish()),
             Arc::new(self.pre_revenue.finish()),
             Arc::new(self.latencies.finish()),
+            Arc::new(self.kinds.finish()),
+            Arc::new(self.kind_counts.finish()),
+            Arc::new(self.kind_values.finish()),
         ];
         let rows = StructArray::try_new(row_fields(), columns, None)?;
         let DataType::List(item) = return_type() else {
@@ -550,14 +592,23 @@ fn user_rows(names: &Interner, mut user: User, out: &mut Rows) {
             if b.ts >= exposed {
                 v.converted |= b.converts;
                 v.revenue += b.value;
+                match v.kinds.iter_mut().find(|(k, _, _)| *k == b.kind) {
+                    Some(entry) => {
+                        entry.1 += 1;
+                        entry.2 += b.value;
+                    }
+                    None => v.kinds.push((b.kind, 1, b.value)),
+                }
             } else {
                 v.pre_converted |= b.converts;
                 v.pre_revenue += b.value;
             }
         }
+        v.kinds
+            .sort_unstable_by(|a, b| names.get(a.0).cmp(names.get(b.0)));
         let (experiment, variant) = (names.get(e.experiment), names.get(lo));
         let all: Vec<&Request> = e.requests.iter().collect();
-        out.push([experiment, "all", "", variant], &v, &all);
+        out.push(names, [experiment, "all", "", variant], &v, &all);
         if e.synthetic || lo != hi {
             continue;
         }
@@ -574,7 +625,12 @@ fn user_rows(names: &Interner, mut user: User, out: &mut Rows) {
             by_segment.sort_by_key(|r| names.get(segment_of(r)));
             for run in by_segment.chunk_by(|a, b| segment_of(a) == segment_of(b)) {
                 let segment = names.get(segment_of(run[0]));
-                out.push([experiment, dimension, segment, variant], &plain, run);
+                out.push(
+                    names,
+                    [experiment, dimension, segment, variant],
+                    &plain,
+                    run,
+                );
             }
         }
     }
@@ -653,6 +709,12 @@ impl GroupsAccumulator for UserGroups {
                     self.bytes += 8;
                 }
                 Source::Business => {
+                    let kind_name = if kind.is_valid(i) {
+                        kind.value(i)
+                    } else {
+                        NO_KIND
+                    };
+                    let kind_id = self.names.intern(kind_name);
                     self.users[g].business.push(Business {
                         fingerprint: fingerprint(event_id.value(i)),
                         ts: ts.value(i),
@@ -661,7 +723,8 @@ impl GroupsAccumulator for UserGroups {
                         } else {
                             0.0
                         },
-                        converts: kind.is_valid(i) && CONVERSIONS.contains(&kind.value(i)),
+                        converts: CONVERSIONS.contains(&kind_name),
+                        kind: kind_id,
                     });
                     self.bytes += std::mem::size_of::<Business>();
                 }

@@ -1,0 +1,248 @@
+//! The analysis on a Ballista cluster: a `shiftright scheduler` and two `shiftright executor`s on
+//! loopback ports, `analyze`, `query` and `report` run there with `--cluster`, and the same
+//! answers as in one process (floats within 1e-9 relative).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, shiftright, text};
+
+/// A process killed when the test ends, whatever the outcome; its log is kept in a file.
+struct Process {
+    child: Child,
+    name: &'static str,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    fn spawn(name: &'static str, args: &[&str], dir: &Path) -> Process {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_shiftright"))
+            .args(["--log", "info"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start shiftright");
+        Process { child, name, log }
+    }
+
+    /// Fails with the process's log when it has exited.
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "{} exited ({status}):\n{}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until something listens on `port`.
+fn wait_for_port(port: u16, process: &mut Process, limit: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        process.assert_running();
+        assert!(
+            start.elapsed() < limit,
+            "{} did not listen on {port} within {limit:?}",
+            process.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `shiftright args` to its end, failing after `limit` (a hung cluster must not hang CI).
+fn run_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shiftright"))
+        .args(args)
+        .env_remove("SHIFTRIGHT_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shiftright");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "shiftright {args:?} did not finish within {limit:?}:\n{}",
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn the_analysis_on_a_scheduler_and_two_executors_gives_the_local_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let data_s = data.to_str().unwrap();
+    let demo = shiftright(&["demo", "--out", data_s, "--users", "20000"]);
+    assert!(demo.status.success(), "demo failed: {}", text(&demo.stderr));
+    let experiments = data.join("experiments.toml");
+    let exp = experiments.to_str().unwrap();
+
+    let scheduler_port = free_port();
+    let cluster = format!("df://127.0.0.1:{scheduler_port}");
+    let mut scheduler = Process::spawn(
+        "scheduler",
+        &[
+            "scheduler",
+            "--bind",
+            &format!("127.0.0.1:{scheduler_port}"),
+        ],
+        dir.path(),
+    );
+    wait_for_port(scheduler_port, &mut scheduler, Duration::from_secs(60));
+    let mut executors: Vec<Process> = ["executor-1", "executor-2"]
+        .into_iter()
+        .map(|name| {
+            let (flight, grpc) = (free_port(), free_port());
+            let work = dir.path().join(name);
+            let mut executor = Process::spawn(
+                name,
+                &[
+                    "executor",
+                    "--scheduler",
+                    &cluster,
+                    "--flight-port",
+                    &flight.to_string(),
+                    "--grpc-port",
+                    &grpc.to_string(),
+                    "--threads",
+                    "2",
+                    "--memory-limit",
+                    "512MiB",
+                    "--work-dir",
+                    work.to_str().unwrap(),
+                ],
+                dir.path(),
+            );
+            wait_for_port(flight, &mut executor, Duration::from_secs(60));
+            wait_for_port(grpc, &mut executor, Duration::from_secs(60));
+            executor
+        })
+        .collect();
+
+    let limit = Duration::from_secs(300);
+    let analyze = |extra: &[&str]| {
+        let mut args = vec![
+            "analyze",
+            "--data",
+            data_s,
+            "--experiments",
+            exp,
+            "--format",
+            "json",
+            "--no-history",
+        ];
+        args.extend_from_slice(extra);
+        let out = run_within(&args, limit);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "analyze {extra:?}: no JSON report ({e}):\n{}",
+                text(&out.stderr)
+            )
+        });
+        (out.status.code(), report)
+    };
+    let (local_code, local) = analyze(&[]);
+    let (cluster_code, remote) = analyze(&["--cluster", &cluster]);
+    for p in [&mut scheduler].into_iter().chain(executors.iter_mut()) {
+        p.assert_running();
+    }
+    assert_eq!(local_code, Some(3), "the demo's bad canary is rolled back");
+    assert_eq!(cluster_code, local_code);
+    assert!(local.as_array().is_some_and(|r| r.len() >= 2), "{local}");
+    if let Some(difference) = shiftright_bench::cluster::json_difference(&local, &remote, 1e-9) {
+        panic!("the cluster's report differs from the local one: {difference}");
+    }
+
+    // SQL over the analysis' stages, our functions included, on the cluster.
+    let sql = "SELECT experiment, variant, users, latency_quantile(latency, 0.99) AS p99 \
+               FROM analysis_arms WHERE dimension = 'all' AND NOT synthetic \
+               ORDER BY experiment, variant";
+    let query = |extra: &[&str]| {
+        let mut args = vec!["query", "--data", data_s, "--format", "csv", sql];
+        args.extend_from_slice(extra);
+        let out = run_within(&args, limit);
+        assert!(
+            out.status.success(),
+            "query {extra:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let local_rows = query(&[]);
+    assert!(local_rows.lines().count() > 2, "{local_rows}");
+    assert_eq!(query(&["--cluster", &cluster]), local_rows);
+
+    // Writing is refused on the cluster as it is locally.
+    let write = run_within(
+        &[
+            "query",
+            "--data",
+            data_s,
+            "--cluster",
+            &cluster,
+            "COPY (SELECT 1) TO '/tmp/x.csv'",
+        ],
+        limit,
+    );
+    assert_eq!(write.status.code(), Some(1), "{}", text(&write.stderr));
+
+    // The daily report's pages on the cluster.
+    let pages = dir.path().join("pages");
+    let report = run_within(
+        &[
+            "report",
+            "--data",
+            data_s,
+            "--experiments",
+            exp,
+            "--out",
+            pages.to_str().unwrap(),
+            "--cluster",
+            &cluster,
+        ],
+        limit,
+    );
+    assert!(report.status.success(), "report: {}", text(&report.stderr));
+    assert!(pages.join("index.html").is_file());
+
+    // A scheduler nobody runs is an error naming the address, not a hang.
+    let nobody = format!("df://127.0.0.1:{}", free_port());
+    let refused = run_within(
+        &[
+            "query",
+            "--data",
+            data_s,
+            "--cluster",
+            &nobody,
+            "SELECT COUNT(*) FROM requests",
+        ],
+        limit,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(&nobody) && stderr.contains("shiftright scheduler"),
+        "{stderr}"
+    );
+}
