@@ -401,8 +401,9 @@ pub struct ReadArgs {
     pub spill_dir: Option<PathBuf>,
     /// Run the queries on a Ballista cluster: its scheduler's address, df://HOST:PORT (see
     /// `shiftright scheduler` and `shiftright executor`). The files are listed here and read by
-    /// the executors, so every executor must see --data at the same path. --threads and
-    /// --memory-limit then size the plan's partitions only; each executor has its own limits.
+    /// the executors, so every executor must see --data at the same path. --threads then sets
+    /// how many partitions the plan is split into; memory and task slots are each executor's own
+    /// (its --memory-limit and --threads).
     #[arg(long, env = "SHIFTRIGHT_CLUSTER", value_name = "df://HOST:PORT")]
     pub cluster: Option<String>,
 }

@@ -69,6 +69,8 @@ fn run_within(args: &[&str], limit: Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shiftright"))
         .args(args)
         .env_remove("SHIFTRIGHT_LOG")
+        // The cluster is chosen by --cluster alone: a local run must stay local.
+        .env_remove("SHIFTRIGHT_CLUSTER")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -95,7 +97,16 @@ fn the_analysis_on_a_scheduler_and_two_executors_gives_the_local_report() {
     let data_s = data.to_str().unwrap();
     let demo = shiftright(&["demo", "--out", data_s, "--users", "20000"]);
     assert!(demo.status.success(), "demo failed: {}", text(&demo.stderr));
-    let experiments = data.join("experiments.toml");
+    // The demo's experiments, with metrics of our own: their SQL needs DataFusion's nested
+    // functions on the executors too.
+    let experiments = dir.path().join("experiments.toml");
+    let mut settings = std::fs::read_to_string(data.join("experiments.toml")).unwrap();
+    settings.push_str(
+        "\n[[metrics]]\nname = \"engagement\"\nkinds = [\"engagement\"]\nthreshold = 0.8\n\
+         [[metrics]]\nname = \"purchases\"\nkinds = [\"purchase\"]\n\
+         [[metrics]]\nname = \"purchases_per_engagement\"\nnumerator = \"purchases\"\ndenominator = \"engagement\"\n",
+    );
+    std::fs::write(&experiments, settings).unwrap();
     let exp = experiments.to_str().unwrap();
 
     let scheduler_port = free_port();
@@ -170,6 +181,10 @@ fn the_analysis_on_a_scheduler_and_two_executors_gives_the_local_report() {
     assert_eq!(local_code, Some(3), "the demo's bad canary is rolled back");
     assert_eq!(cluster_code, local_code);
     assert!(local.as_array().is_some_and(|r| r.len() >= 2), "{local}");
+    assert!(
+        local[0]["variants"][0]["metrics"]["purchases_per_engagement"]["value"].is_number(),
+        "{local}"
+    );
     if let Some(difference) = shiftright_bench::cluster::json_difference(&local, &remote, 1e-9) {
         panic!("the cluster's report differs from the local one: {difference}");
     }
@@ -206,6 +221,11 @@ fn the_analysis_on_a_scheduler_and_two_executors_gives_the_local_report() {
         limit,
     );
     assert_eq!(write.status.code(), Some(1), "{}", text(&write.stderr));
+    assert!(
+        text(&write.stderr).contains("read only"),
+        "{}",
+        text(&write.stderr)
+    );
 
     // The daily report's pages on the cluster.
     let pages = dir.path().join("pages");

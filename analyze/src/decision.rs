@@ -225,6 +225,12 @@ pub fn decide(
                         g.limit_text(),
                         g.on_scale(g.bound)
                     ),
+                    None if settings.metrics.iter().any(|m| m.name == c.metric) => format!(
+                        "{}: {} cannot be bounded yet (its per-user values have no variance: \
+                         too few users, or none with events of its kinds; \
+                         `shiftright query --name business_kinds` lists the kinds present)",
+                        c.variant, c.metric
+                    ),
                     None => format!(
                         "{}: {} cannot be bounded yet (too few requests or errors)",
                         c.variant, c.metric

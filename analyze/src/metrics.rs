@@ -157,7 +157,7 @@ impl VariantStats {
                 ci: self.mean_interval(m, any),
             },
             UserMetricStats::Ratio(r) => {
-                let value = (r.sum_y > 0.0).then(|| r.ratio());
+                let value = (r.sum_y != 0.0).then(|| r.ratio());
                 UserMetricValue {
                     value,
                     ci: value.and_then(|v| self.interval(v, r.variance(), any)),
@@ -328,7 +328,7 @@ pub fn compare(
         let (Some(b), Some(v)) = (base.user_metrics.get(i), variant.user_metrics.get(i)) else {
             continue;
         };
-        let ratio = |r: &RatioStats| (r.sum_y > 0.0).then(|| r.ratio());
+        let ratio = |r: &RatioStats| (r.sum_y != 0.0).then(|| r.ratio());
         let mut c = match (b, v) {
             (UserMetricStats::Mean(b), UserMetricStats::Mean(v)) => comparison(
                 &m.name,
@@ -369,7 +369,7 @@ fn user_estimate(stats: &UserMetricStats) -> Option<ArmEstimate> {
             value: m.mean(),
             variance: m.variance() / m.n,
         }),
-        UserMetricStats::Ratio(r) => (r.sum_y > 0.0 && r.n >= 2.0).then(|| ArmEstimate {
+        UserMetricStats::Ratio(r) => (r.sum_y != 0.0 && r.n >= 2.0).then(|| ArmEstimate {
             value: r.ratio(),
             variance: r.variance(),
         }),

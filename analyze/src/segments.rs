@@ -54,6 +54,7 @@ pub fn guardrails(
     // Segment users carry requests only: business guardrails are tested overall.
     let mut settings = settings.clone();
     settings.guardrails.retain(|g| g.metric.from_requests());
+    settings.metrics.clear();
     let mut out = Vec::new();
     for ((dimension, segment), users) in segments {
         let stats_by_variant = variant_stats(users, alpha);

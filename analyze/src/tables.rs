@@ -84,12 +84,27 @@ pub fn explain_failure(data_dir: &Path, engine: &Engine, error: Error) -> Error 
     };
     if let Some(cluster) = &engine.cluster {
         let text = format!("{source:?}");
-        if text.contains("ConnectError") || text.contains("tonic::transport") {
+        let unreachable = text.contains("ConnectError")
+            || text.contains("tonic::transport")
+            || text.contains("Error connecting");
+        let scheduler = crate::engine::scheduler_address(cluster)
+            .ok()
+            .is_some_and(|(host, port)| text.contains(&format!("{host}:{port}")));
+        if unreachable && scheduler {
             return Error::Engine(format!(
                 "query {name} could not reach the Ballista scheduler at {cluster} ({}). Start one \
                  there (`shiftright scheduler --bind HOST:PORT`) with at least one executor \
                  (`shiftright executor --scheduler {cluster}`), or leave out --cluster \
                  (SHIFTRIGHT_CLUSTER) to run in this process",
+                source.find_root()
+            ));
+        }
+        if unreachable {
+            return Error::Engine(format!(
+                "query {name} could not fetch results from an executor of the cluster at \
+                 {cluster} ({}). Every executor must be reachable from here and from the other \
+                 executors at its --advertise-host (default: its --bind address) and \
+                 --flight-port",
                 source.find_root()
             ));
         }

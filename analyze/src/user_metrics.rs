@@ -113,6 +113,11 @@ pub(crate) fn parse(entries: &[MetricEntry]) -> Result<Vec<UserMetric>, String> 
                         "{at} kinds: allowed a list of business event kinds, e.g. [\"engagement\"]"
                     ));
                 }
+                if let Some(k) = kinds.iter().enumerate().find_map(|(i, k)| kinds[..i].contains(k).then_some(k)) {
+                    return Err(format!(
+                        "{at} kinds: {k:?} is listed twice (its events would count twice)"
+                    ));
+                }
                 Definition::PerUser {
                     kinds: kinds.clone(),
                     aggregate: e.aggregate.unwrap_or(Aggregate::Count),
@@ -337,6 +342,7 @@ mod tests {
             ("name = \"error_rate\"\nkinds = [\"x\"]", "built-in"),
             ("name = \"m\"", "either kinds"),
             ("name = \"m\"\nkinds = []", "kinds"),
+            ("name = \"m\"\nkinds = [\"x\", \"x\"]", "listed twice"),
             (
                 "name = \"m\"\nnumerator = \"a\"\ndenominator = \"b\"",
                 "defined above",

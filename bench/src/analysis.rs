@@ -169,8 +169,15 @@ fn on_cluster(
         .prefix("shiftright-bench-cluster-")
         .tempdir_in(&config.work_dir)
         .map_err(|e| Error::io("creating a directory in", &config.work_dir, e))?;
-    let cluster =
-        crate::cluster::LocalCluster::start(&config.shiftright, executors, threads, work.path())?;
+    // The local run's memory limit (2 GiB by default), shared among the executors.
+    let memory = shiftright_analyze::engine::DEFAULT_MEMORY_LIMIT / executors as u64;
+    let cluster = crate::cluster::LocalCluster::start(
+        &config.shiftright,
+        executors,
+        threads,
+        memory,
+        work.path(),
+    )?;
     progress(&format!(
         "cluster: scheduler and {executors} executors of {threads} threads at {}…",
         cluster.address

@@ -29,29 +29,34 @@ pub struct ClusterUsage {
 }
 
 impl LocalCluster {
-    /// Starts a scheduler and `executors` executors of `threads` task slots each, with their work
-    /// directories under `work_dir`; returns once every port listens.
+    /// Starts a scheduler and `executors` executors of `threads` task slots and `memory_limit`
+    /// bytes each, with their work directories and logs under `work_dir`; returns once every port
+    /// listens.
     pub fn start(
         shiftright: &Path,
         executors: usize,
         threads: usize,
+        memory_limit: u64,
         work_dir: &Path,
     ) -> Result<LocalCluster> {
         let port = free_port()?;
         let address = format!("df://127.0.0.1:{port}");
+        let log = work_dir.join("scheduler.log");
         let scheduler = spawn(
             shiftright,
             &["scheduler", "--bind", &format!("127.0.0.1:{port}")],
+            &log,
         )?;
         let mut cluster = LocalCluster {
             address,
             scheduler,
             executors: Vec::new(),
         };
-        wait_for_port(port)?;
+        wait_for_port(port, &mut cluster.scheduler, &log)?;
         for i in 0..executors {
             let (flight, grpc) = (free_port()?, free_port()?);
             let dir: PathBuf = work_dir.join(format!("executor-{i}"));
+            let log = work_dir.join(format!("executor-{i}.log"));
             let child = spawn(
                 shiftright,
                 &[
@@ -64,13 +69,17 @@ impl LocalCluster {
                     &grpc.to_string(),
                     "--threads",
                     &threads.to_string(),
+                    "--memory-limit",
+                    &memory_limit.to_string(),
                     "--work-dir",
                     &dir.display().to_string(),
                 ],
+                &log,
             )?;
             cluster.executors.push(child);
-            wait_for_port(flight)?;
-            wait_for_port(grpc)?;
+            let child = cluster.executors.last_mut().expect("just pushed");
+            wait_for_port(flight, child, &log)?;
+            wait_for_port(grpc, child, &log)?;
         }
         Ok(cluster)
     }
@@ -100,12 +109,13 @@ impl Drop for LocalCluster {
     }
 }
 
-fn spawn(shiftright: &Path, args: &[&str]) -> Result<Child> {
+fn spawn(shiftright: &Path, args: &[&str], log: &Path) -> Result<Child> {
+    let file = std::fs::File::create(log).map_err(|e| Error::io("creating", log, e))?;
     Command::new(shiftright)
         .args(args)
         .env("SHIFTRIGHT_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(file)
         .spawn()
         .map_err(|e| Error::Child {
             what: format!("shiftright {}", args[0]),
@@ -120,14 +130,31 @@ fn free_port() -> Result<u16> {
         .map_err(|e| Error::io("binding a loopback port on", "127.0.0.1", e))
 }
 
-fn wait_for_port(port: u16) -> Result<()> {
+/// Waits until `child` listens on `port`; the end of its log when it exits or never listens.
+fn wait_for_port(port: u16, child: &mut Child, log: &Path) -> Result<()> {
     let start = Instant::now();
+    let failed = |why: String| {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(10).collect();
+        Error::Child {
+            what: "the benchmark's cluster".into(),
+            detail: format!(
+                "{why}; the end of {}:\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ),
+        }
+    };
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(failed(format!(
+                "a process exited ({status}) before listening on {port}"
+            )));
+        }
         if start.elapsed() > Duration::from_secs(60) {
-            return Err(Error::Child {
-                what: "the benchmark's cluster".into(),
-                detail: format!("nothing listened on port {port} within 60 s"),
-            });
+            return Err(failed(format!(
+                "nothing listened on port {port} within 60 s"
+            )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

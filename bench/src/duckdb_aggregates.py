@@ -17,7 +17,7 @@ import duckdb
 
 
 def table(data, name):
-    pattern = os.path.join(data, name, "**", "*.parquet")
+    pattern = os.path.join(data, name, "**", "*.parquet").replace("'", "''")
     return f"read_parquet('{pattern}', hive_partitioning = true)"
 
 

@@ -9,7 +9,8 @@ over the same Parquet: the work a team would do to get shiftright's answers from
 - p50, p95 and p99 with the user-clustered outer CI of statistics.md section 3: per user b_i, the
   requests at or below the estimate, then the ranks L and U from the ratio metric's variance, and
   the order statistics at those ranks;
-- the same per endpoint and per region.
+- the same per endpoint and per region (a request naming none is in segment `(none)`, as in
+  shiftright).
 
 `shiftright bench analysis` runs it as a child process (timed like ours) and compares its answers
 with shiftright's report.
@@ -30,7 +31,7 @@ NUS = (0.5, 0.95, 0.99)
 
 
 def table(data, name):
-    pattern = os.path.join(data, name, "**", "*.parquet")
+    pattern = os.path.join(data, name, "**", "*.parquet").replace("'", "''")
     return f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
 
 
@@ -96,11 +97,11 @@ def main(data, threads):
         SELECT experiment, 'all' AS dimension, '' AS segment, variant, user_id, error, latency
         FROM decided
         UNION ALL
-        SELECT experiment, 'endpoint', endpoint, variant, user_id, error, latency
-        FROM decided WHERE endpoint IS NOT NULL
+        SELECT experiment, 'endpoint', COALESCE(endpoint, '(none)'), variant, user_id, error, latency
+        FROM decided
         UNION ALL
-        SELECT experiment, 'region', region, variant, user_id, error, latency
-        FROM decided WHERE region IS NOT NULL
+        SELECT experiment, 'region', COALESCE(region, '(none)'), variant, user_id, error, latency
+        FROM decided
     """)
     con.execute("""
         CREATE TEMP TABLE arm AS

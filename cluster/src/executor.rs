@@ -86,9 +86,16 @@ pub async fn run_executor(options: ExecutorOptions, shutdown: CancellationToken)
     }
 }
 
-/// DataFusion's functions, Ballista's, and the analysis'.
+/// DataFusion's functions (the nested ones too: `array_element`, which user-defined metrics read,
+/// is not in Ballista's default registry), Ballista's, and the analysis'.
 fn registry() -> BallistaFunctionRegistry {
     let mut registry = BallistaFunctionRegistry::default();
+    for f in ballista_core::extension::ballista_scalar_functions() {
+        registry.scalar_functions.insert(f.name().to_string(), f);
+    }
+    for f in ballista_core::extension::ballista_aggregate_functions() {
+        registry.aggregate_functions.insert(f.name().to_string(), f);
+    }
     for f in shiftright_analyze::read::functions() {
         registry
             .aggregate_functions
@@ -112,7 +119,13 @@ mod tests {
         for name in ["user_experiments", "latency_distribution", "sum", "count"] {
             assert!(registry.aggregate_functions.contains_key(name), "{name}");
         }
-        assert!(registry.scalar_functions.contains_key("latency_quantile"));
-        assert!(registry.scalar_functions.contains_key("get_field"));
+        for name in [
+            "latency_quantile",
+            "get_field",
+            "array_element",
+            "array_position",
+        ] {
+            assert!(registry.scalar_functions.contains_key(name), "{name}");
+        }
     }
 }

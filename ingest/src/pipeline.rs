@@ -85,7 +85,12 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    let lock = lock_output(&config.out_dir, &config.group_id)?;
+    // The registry lock is a blocking flock (held for a moment by a starting instance): taken off
+    // the runtime's threads so the metrics endpoint and signals are served meanwhile.
+    let lock = {
+        let (out_dir, group_id) = (config.out_dir.clone(), config.group_id.clone());
+        tokio::task::spawn_blocking(move || lock_output(&out_dir, &group_id)).await??
+    };
     let consumer = create_consumer(&config, stats.clone())?;
     let policy = FlushPolicy {
         rows: config.flush_rows,

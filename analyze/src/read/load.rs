@@ -145,9 +145,13 @@ const PER_EXPERIMENT: [&str; 2] = ["requests", "exposures"];
 /// per-user aggregate. Yet a user's rows for one experiment depend only on that experiment's
 /// requests and exposures (and on the user's business events, which are kept), so reading only
 /// those gives the same rows (`read::tests` holds it), and `analyze -e NAME`, a canary gate's
-/// call, costs that experiment's events rather than the store's. The filter reaches the Parquet
+/// call, costs that experiment's requests and exposures rather than the store's (business events
+/// are read whole). The filter reaches the Parquet
 /// scan, whose row-group statistics skip other experiments' files.
-fn scope_inputs(plan: LogicalPlan, only: &[String]) -> datafusion::error::Result<LogicalPlan> {
+pub(crate) fn scope_inputs(
+    plan: LogicalPlan,
+    only: &[String],
+) -> datafusion::error::Result<LogicalPlan> {
     if only.is_empty() {
         return Ok(plan);
     }
@@ -205,49 +209,53 @@ async fn revenue_caps(
 }
 
 /// `analysis_arms` with the sums the user-defined `metrics` need, over users whose revenue is
-/// capped as `caps` say.
+/// capped as `caps` say. The SQL is split once at its `FROM analysis_users` and put together
+/// again: nothing is replaced inside the metrics' kinds, string literals from the file.
 fn arms_sql(caps: &BTreeMap<String, f64>, metrics: &[UserMetric]) -> Result<String> {
     let from = "FROM analysis_users";
-    let mut sql = queries::named(ARMS)
+    let sql = queries::named(ARMS)
         .ok_or_else(|| Error::UnknownQuery(ARMS.into()))?
-        .sql
-        .to_string();
-    if sql.matches(from).count() != 1 {
-        return Err(Error::UnknownQuery(format!(
-            "{ARMS} no longer reads {from} once"
-        )));
-    }
-    let extra = user_metrics::arm_columns(metrics);
-    if !extra.is_empty() {
-        sql = sql.replace(from, &format!(",\n    {}\n{from}", extra.join(",\n    ")));
-    }
-    if caps.is_empty() {
-        return Ok(sql);
-    }
-    let cases: String = caps
-        .iter()
-        .map(|(e, cap)| {
-            format!(
-                " WHEN '{}' THEN CAST({cap:?} AS DOUBLE)",
-                e.replace('\'', "''")
-            )
-        })
-        .collect();
-    let capped = |column: &str| {
-        format!("LEAST({column}, CASE experiment{cases} ELSE {column} END) AS {column}")
+        .sql;
+    let (select, rest) = match sql.split_once(from) {
+        Some(parts) if sql.matches(from).count() == 1 => parts,
+        _ => {
+            return Err(Error::UnknownQuery(format!(
+                "{ARMS} no longer reads {from} once"
+            )))
+        }
     };
-    let columns = crate::read::user_state::row_fields()
-        .iter()
-        .map(|f| match f.name().as_str() {
-            "revenue" | "pre_revenue" => capped(f.name()),
-            other => other.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok(sql.replace(
-        from,
-        &format!("FROM (SELECT {columns} FROM analysis_users) AS analysis_users"),
-    ))
+    let extra = user_metrics::arm_columns(metrics);
+    let metric_columns = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(",\n    {}\n", extra.join(",\n    "))
+    };
+    let source = if caps.is_empty() {
+        from.to_string()
+    } else {
+        let cases: String = caps
+            .iter()
+            .map(|(e, cap)| {
+                format!(
+                    " WHEN '{}' THEN CAST({cap:?} AS DOUBLE)",
+                    e.replace('\'', "''")
+                )
+            })
+            .collect();
+        let capped = |column: &str| {
+            format!("LEAST({column}, CASE experiment{cases} ELSE {column} END) AS {column}")
+        };
+        let columns = crate::read::user_state::row_fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "revenue" | "pre_revenue" => capped(f.name()),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("FROM (SELECT {columns} FROM analysis_users) AS analysis_users")
+    };
+    Ok(format!("{select}{metric_columns}{source}{rest}"))
 }
 
 fn arm(
@@ -510,6 +518,13 @@ mod tests {
         let sql = arms_sql(&caps, &[]).unwrap();
         assert!(sql.contains("LEAST(revenue, CASE experiment WHEN 'it''s' THEN CAST(25.0 AS DOUBLE) ELSE revenue END) AS revenue"), "{sql}");
         assert!(sql.contains("LEAST(pre_revenue,"));
+        let metrics = crate::config::ExperimentsFile::parse(
+            "[[metrics]]\nname = \"odd\"\nkinds = [\"it's FROM analysis_users\"]",
+        )
+        .unwrap();
+        let sql = arms_sql(&caps, metrics.metrics()).unwrap();
+        assert!(sql.contains("'it''s FROM analysis_users'"), "{sql}");
+        assert_eq!(sql.matches("FROM (SELECT").count(), 1, "{sql}");
         assert_eq!(
             arms_sql(&BTreeMap::new(), &[]).unwrap(),
             queries::named(ARMS).unwrap().sql

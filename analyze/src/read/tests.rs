@@ -422,6 +422,21 @@ async fn one_experiment_alone_gives_its_rows_of_the_whole_analysis() {
     ];
     let file = ExperimentsFile::parse("[defaults]\nwinsorize_revenue = 0.9\n").unwrap();
     let ctx = session(&Engine::default(), tables, 2).await;
+    // The filter is put on the scans themselves, below the per-user aggregate.
+    let (_, plan) = ctx
+        .sql("SELECT * FROM analysis_arms")
+        .await
+        .unwrap()
+        .into_parts();
+    let scoped = super::load::scope_inputs(plan, &["gen".to_string()]).unwrap();
+    let text = format!("{}", scoped.display_indent());
+    for table in ["requests", "exposures"] {
+        assert!(
+            text.contains(&format!("Filter: {table}.experiment IN")),
+            "{table}: {text}"
+        );
+    }
+    assert!(!text.contains("business.experiment"), "{text}");
     let all = super::load::load(&ctx, &[], &file).await.unwrap();
     assert_eq!(all.keys().collect::<Vec<_>>(), ["gen", "other"]);
     for name in ["gen", "other"] {

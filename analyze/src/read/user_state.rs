@@ -7,8 +7,8 @@
 //! requests, and its business events count before or after its first exposure in each
 //! experiment. In SQL that is a group per event, a group per user and a join with the business
 //! events (`user_metrics.sql` says it that way); here it is one group per user, one pass and one
-//! shuffle, and the state of a user is numbers: 33 bytes a live request, 8 an exposure, 25 a
-//! business event. Resent copies are dropped by a 64-bit fingerprint of their `event_id` within
+//! shuffle, and the state of a user is mostly numbers: 33 bytes a live request, 8 an exposure, 28
+//! and its kind's name a business event. Resent copies are dropped by a 64-bit fingerprint of their `event_id` within
 //! the user (copies share the user); two distinct events of one user collide with probability
 //! ~k²/2⁶⁵ for k events.
 //!
