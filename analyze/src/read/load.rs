@@ -19,7 +19,7 @@ use crate::stats::{
     CovariateSums, DistributionBuilder, LatencyDistribution, MeanStats, RatioStats,
 };
 use crate::summary::{cap_of, ArmSummary, ExperimentSummary};
-use crate::user_metrics::{self, Definition, UserMetric};
+use crate::user_metrics::{self, Definition, UserMetric, UserMetricStats};
 
 const ARMS: &str = "analysis_arms";
 const SIDE: &str = "analysis_side_traffic";
@@ -455,7 +455,28 @@ pub async fn load(
             (&a.variant, &a.mode, a.synthetic).cmp(&(&b.variant, &b.mode, b.synthetic))
         });
     }
+    warn_of_empty_metrics(metrics, &out);
     Ok(out)
+}
+
+/// A metric whose kinds no user has (a misspelt kind, most often) is said at once, rather than
+/// left to show as zeros and a guardrail that can never be bounded.
+fn warn_of_empty_metrics(metrics: &[UserMetric], out: &BTreeMap<String, ExperimentSummary>) {
+    for (i, m) in metrics.iter().enumerate() {
+        let Definition::PerUser { kinds, .. } = &m.definition else {
+            continue;
+        };
+        let seen = out.values().flat_map(|e| e.variants.values()).any(|arm| {
+            matches!(arm.user_metrics.get(i), Some(UserMetricStats::Mean(s)) if s.sum != 0.0 || s.sum_sq != 0.0)
+        });
+        if !seen && !out.is_empty() {
+            tracing::warn!(
+                metric = %m.name, ?kinds,
+                "no user has business events of the kinds of metric {} after first exposure: is a kind misspelt? `shiftright query --name business_kinds` lists the kinds present",
+                m.name
+            );
+        }
+    }
 }
 
 /// Each experiment's synthetic checks and shadow/mirror calls, with their resent copies.

@@ -490,6 +490,7 @@ impl Rows {
         }
     }
 
+    /// Appends one row; `requests` sorted by latency.
     fn push(&mut self, names: &Interner, strings: [&str; 4], v: &RowValues, requests: &[&Request]) {
         let [experiment, dimension, segment, variant] = strings;
         self.experiment.append_value(experiment);
@@ -507,13 +508,11 @@ impl Rows {
         self.revenue.append_value(v.revenue);
         self.pre_converted.append_value(v.pre_converted);
         self.pre_revenue.append_value(v.pre_revenue);
-        let mut latencies: Vec<f64> = requests
-            .iter()
-            .map(|r| r.latency)
-            .filter(|v| v.is_finite())
-            .collect();
-        latencies.sort_unstable_by(f64::total_cmp);
-        self.latencies.values().append_slice(&latencies);
+        // `requests` come sorted by latency (see `user_rows`).
+        let values = self.latencies.values();
+        for r in requests.iter().filter(|r| r.latency.is_finite()) {
+            values.append_value(r.latency);
+        }
         self.latencies.append(true);
         for &(kind, count, value) in &v.kinds {
             self.kinds.values().append_value(names.get(kind));
@@ -607,7 +606,10 @@ fn user_rows(names: &Interner, mut user: User, out: &mut Rows) {
         v.kinds
             .sort_unstable_by(|a, b| names.get(a.0).cmp(names.get(b.0)));
         let (experiment, variant) = (names.get(e.experiment), names.get(lo));
-        let all: Vec<&Request> = e.requests.iter().collect();
+        // Sorted by latency once: each row's latencies are then in order, the segments' too (a
+        // stable sort by segment keeps it).
+        let mut all: Vec<&Request> = e.requests.iter().collect();
+        all.sort_by(|a, b| a.latency.total_cmp(&b.latency));
         out.push(names, [experiment, "all", "", variant], &v, &all);
         if e.synthetic || lo != hi {
             continue;
@@ -622,7 +624,7 @@ fn user_rows(names: &Interner, mut user: User, out: &mut Rows) {
             ("region", |r: &Request| r.region),
         ] {
             let mut by_segment = all.clone();
-            by_segment.sort_by_key(|r| names.get(segment_of(r)));
+            by_segment.sort_by_key(|r| segment_of(r));
             for run in by_segment.chunk_by(|a, b| segment_of(a) == segment_of(b)) {
                 let segment = names.get(segment_of(run[0]));
                 out.push(
