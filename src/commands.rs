@@ -431,6 +431,11 @@ pub async fn scheduler(args: SchedulerArgs, shutdown: CancellationToken) -> anyh
 }
 
 pub async fn executor(args: ExecutorArgs, shutdown: CancellationToken) -> anyhow::Result<u8> {
+    eprintln!(
+        "executor registering with the scheduler at {} (it keeps trying for a minute); tasks on \
+         {}:{}, results served on {}:{}; --log info shows each task",
+        args.scheduler, args.bind, args.grpc_port, args.bind, args.flight_port
+    );
     let options = shiftright_cluster::ExecutorOptions {
         scheduler: args.scheduler,
         bind_host: args.bind,
