@@ -1,68 +1,15 @@
 //! The analysis on a Ballista cluster: a `shiftright scheduler` and two `shiftright executor`s on
-//! loopback ports, `analyze`, `query` and `report` run there with `--cluster`, and the same
+//! loopback ports (started as the benchmark starts them, `shiftright_bench::cluster`); `analyze`,
+//! `query` and `report` run there with `--cluster`, and give the same
 //! answers as in one process (floats within 1e-9 relative).
 
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, shiftright, text};
-
-/// A process killed when the test ends, whatever the outcome; its log is kept in a file.
-struct Process {
-    child: Child,
-    name: &'static str,
-    log: std::path::PathBuf,
-}
-
-impl Process {
-    fn spawn(name: &'static str, args: &[&str], dir: &Path) -> Process {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_shiftright"))
-            .args(["--log", "info"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start shiftright");
-        Process { child, name, log }
-    }
-
-    /// Fails with the process's log when it has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "{} exited ({status}):\n{}",
-                self.name,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until something listens on `port`.
-fn wait_for_port(port: u16, process: &mut Process, limit: Duration) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        process.assert_running();
-        assert!(
-            start.elapsed() < limit,
-            "{} did not listen on {port} within {limit:?}",
-            process.name
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Runs `shiftright args` to its end, failing after `limit` (a hung cluster must not hang CI).
 fn run_within(args: &[&str], limit: Duration) -> Output {
@@ -109,47 +56,16 @@ fn the_analysis_on_a_scheduler_and_two_executors_gives_the_local_report() {
     std::fs::write(&experiments, settings).unwrap();
     let exp = experiments.to_str().unwrap();
 
-    let scheduler_port = free_port();
-    let cluster = format!("df://127.0.0.1:{scheduler_port}");
-    let mut scheduler = Process::spawn(
-        "scheduler",
-        &[
-            "scheduler",
-            "--bind",
-            &format!("127.0.0.1:{scheduler_port}"),
-        ],
+    let mut cluster = shiftright_bench::cluster::LocalCluster::start(
+        Path::new(env!("CARGO_BIN_EXE_shiftright")),
+        2,
+        2,
+        512 << 20,
         dir.path(),
-    );
-    wait_for_port(scheduler_port, &mut scheduler, Duration::from_secs(60));
-    let mut executors: Vec<Process> = ["executor-1", "executor-2"]
-        .into_iter()
-        .map(|name| {
-            let (flight, grpc) = (free_port(), free_port());
-            let work = dir.path().join(name);
-            let mut executor = Process::spawn(
-                name,
-                &[
-                    "executor",
-                    "--scheduler",
-                    &cluster,
-                    "--flight-port",
-                    &flight.to_string(),
-                    "--grpc-port",
-                    &grpc.to_string(),
-                    "--threads",
-                    "2",
-                    "--memory-limit",
-                    "512MiB",
-                    "--work-dir",
-                    work.to_str().unwrap(),
-                ],
-                dir.path(),
-            );
-            wait_for_port(flight, &mut executor, Duration::from_secs(60));
-            wait_for_port(grpc, &mut executor, Duration::from_secs(60));
-            executor
-        })
-        .collect();
+    )
+    .expect("a scheduler and two executors on loopback");
+    let address = cluster.address.clone();
+    let cluster_flag = address.as_str();
 
     let limit = Duration::from_secs(300);
     let analyze = |extra: &[&str]| {
@@ -174,9 +90,9 @@ fn the_analysis_on_a_scheduler_and_two_executors_gives_the_local_report() {
         (out.status.code(), report)
     };
     let (local_code, local) = analyze(&[]);
-    let (cluster_code, remote) = analyze(&["--cluster", &cluster]);
-    for p in [&mut scheduler].into_iter().chain(executors.iter_mut()) {
-        p.assert_running();
+    let (cluster_code, remote) = analyze(&["--cluster", cluster_flag]);
+    if let Err(exited) = cluster.check_running() {
+        panic!("{exited}; logs in {}", dir.path().display());
     }
     assert_eq!(local_code, Some(3), "the demo's bad canary is rolled back");
     assert_eq!(cluster_code, local_code);
@@ -206,7 +122,7 @@ fn the_analysis_on_a_scheduler_and_two_executors_gives_the_local_report() {
     };
     let local_rows = query(&[]);
     assert!(local_rows.lines().count() > 2, "{local_rows}");
-    assert_eq!(query(&["--cluster", &cluster]), local_rows);
+    assert_eq!(query(&["--cluster", cluster_flag]), local_rows);
 
     // Writing is refused on the cluster as it is locally.
     let write = run_within(
@@ -215,7 +131,7 @@ fn the_analysis_on_a_scheduler_and_two_executors_gives_the_local_report() {
             "--data",
             data_s,
             "--cluster",
-            &cluster,
+            cluster_flag,
             "COPY (SELECT 1) TO '/tmp/x.csv'",
         ],
         limit,
@@ -239,7 +155,7 @@ fn the_analysis_on_a_scheduler_and_two_executors_gives_the_local_report() {
             "--out",
             pages.to_str().unwrap(),
             "--cluster",
-            &cluster,
+            cluster_flag,
         ],
         limit,
     );

@@ -329,27 +329,20 @@ pub fn compare(
             continue;
         };
         let ratio = |r: &RatioStats| (r.sum_y != 0.0).then(|| r.ratio());
-        let mut c = match (b, v) {
-            (UserMetricStats::Mean(b), UserMetricStats::Mean(v)) => comparison(
-                &m.name,
-                base,
-                variant,
+        let (values, diff, lift) = match (b, v) {
+            (UserMetricStats::Mean(b), UserMetricStats::Mean(v)) => (
                 (mean(b), mean(v)),
-                at(stats::welch_diff(b, v, alpha)),
-                at(stats::relative_lift(b, v, alpha)),
-                alpha,
+                stats::welch_diff(b, v, alpha),
+                stats::relative_lift(b, v, alpha),
             ),
-            (UserMetricStats::Ratio(b), UserMetricStats::Ratio(v)) => comparison(
-                &m.name,
-                base,
-                variant,
+            (UserMetricStats::Ratio(b), UserMetricStats::Ratio(v)) => (
                 (ratio(b), ratio(v)),
-                at(stats::ratio_diff(b, v, alpha)),
-                at(stats::ratio_relative(b, v, alpha)),
-                alpha,
+                stats::ratio_diff(b, v, alpha),
+                stats::ratio_relative(b, v, alpha),
             ),
             _ => continue,
         };
+        let mut c = comparison(&m.name, base, variant, values, at(diff), at(lift), alpha);
         if let Some(rule) = m.guardrail {
             let result = match (user_estimate(b), user_estimate(v)) {
                 (Some(b), Some(v)) => stats::normal_margin(b, v, &rule, alpha, h),
@@ -365,14 +358,8 @@ pub fn compare(
 /// A user-defined metric's estimate and its variance; `None` until it has one.
 fn user_estimate(stats: &UserMetricStats) -> Option<ArmEstimate> {
     match stats {
-        UserMetricStats::Mean(m) => (m.n >= 2.0).then(|| ArmEstimate {
-            value: m.mean(),
-            variance: m.variance() / m.n,
-        }),
-        UserMetricStats::Ratio(r) => (r.sum_y != 0.0 && r.n >= 2.0).then(|| ArmEstimate {
-            value: r.ratio(),
-            variance: r.variance(),
-        }),
+        UserMetricStats::Mean(m) => mean_estimate(m),
+        UserMetricStats::Ratio(r) => ratio_estimate(r).filter(|_| r.n >= 2.0),
     }
 }
 
@@ -443,23 +430,30 @@ fn arm(metric: GuardrailMetric, s: &VariantStats) -> Option<ArmEstimate> {
             })
         })
     };
-    let mean = |m: &MeanStats| {
-        (m.n >= 2.0).then(|| ArmEstimate {
-            value: m.mean(),
-            variance: m.variance() / m.n,
-        })
-    };
     match metric {
-        GuardrailMetric::ErrorRate => (s.errors.sum_y > 0.0).then(|| ArmEstimate {
-            value: s.errors.ratio(),
-            variance: s.errors.variance(),
-        }),
+        GuardrailMetric::ErrorRate => ratio_estimate(&s.errors),
         GuardrailMetric::LatencyP50 => quantile(0),
         GuardrailMetric::LatencyP95 => quantile(1),
         GuardrailMetric::LatencyP99 => quantile(2),
-        GuardrailMetric::ConversionRate => mean(&s.conversion),
-        GuardrailMetric::RevenuePerUser => mean(&s.revenue),
+        GuardrailMetric::ConversionRate => mean_estimate(&s.conversion),
+        GuardrailMetric::RevenuePerUser => mean_estimate(&s.revenue),
     }
+}
+
+/// A per-user mean and the variance of its estimate; `None` below two users.
+fn mean_estimate(m: &MeanStats) -> Option<ArmEstimate> {
+    (m.n >= 2.0).then(|| ArmEstimate {
+        value: m.mean(),
+        variance: m.variance() / m.n,
+    })
+}
+
+/// A ratio over users and its delta-method variance; `None` without a denominator.
+fn ratio_estimate(r: &RatioStats) -> Option<ArmEstimate> {
+    (r.sum_y != 0.0).then(|| ArmEstimate {
+        value: r.ratio(),
+        variance: r.variance(),
+    })
 }
 
 /// Mann–Whitney U over live requests, as Kayenta reports it: the values are P(a request of this arm

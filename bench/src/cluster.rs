@@ -3,10 +3,11 @@
 //! RSS and CPU read from `/proc` before they are stopped; and the comparison of two JSON reports
 //! that says whether the cluster gave the local answer.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use shiftright_traffic::tansu::free_port;
 
 use crate::error::{Error, Result};
 
@@ -84,6 +85,22 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// Whether every process still runs; else which exited, and how.
+    pub fn check_running(&mut self) -> std::result::Result<(), String> {
+        let processes = std::iter::once(("scheduler".to_string(), &mut self.scheduler)).chain(
+            self.executors
+                .iter_mut()
+                .enumerate()
+                .map(|(i, c)| (format!("executor {i}"), c)),
+        );
+        for (name, child) in processes {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("the {name} exited ({status})"));
+            }
+        }
+        Ok(())
+    }
+
     /// Peak RSS and CPU of the scheduler and executors so far.
     pub fn usage(&self) -> ClusterUsage {
         let mut usage = ClusterUsage::default();
@@ -121,13 +138,6 @@ fn spawn(shiftright: &Path, args: &[&str], log: &Path) -> Result<Child> {
             what: format!("shiftright {}", args[0]),
             detail: format!("cannot start it: {e}"),
         })
-}
-
-fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| Error::io("binding a loopback port on", "127.0.0.1", e))
 }
 
 /// Waits until `child` listens on `port`; the end of its log when it exits or never listens.
