@@ -1,6 +1,7 @@
 -- user_metrics: per experiment and user: the user's variant, exposure, conversion and revenue after first exposure, and before it.
--- The analysis computes the same rows in its own one-pass folds (analyze/src/fold.rs; the test
--- in analyze/src/user_scan.rs holds them to this query) and turns them into per-variant metrics, tests and a verdict.
+-- The analysis computes the same rows in one aggregate per user, without joins (`analysis_users`;
+-- a test in analyze/src/read/tests.rs holds the two to agreement, row for row) and turns them into
+-- per-variant metrics, tests and a verdict.
 -- A user is assigned by exposure events and by live requests (shadow and mirror calls do not
 -- assign). Exposure and business events count once per event_id (resent copies are identical, so
 -- MIN of each column is the event's value); `exposure_duplicates` counts resent exposure events.

@@ -393,7 +393,7 @@ pub struct ReadArgs {
     /// Memory the query engine's operators may hold together (e.g. 2GiB, 256MiB), the analysis'
     /// per-user aggregate included; past it sorts, aggregations and repartitions spill to
     /// --spill-dir.
-    #[arg(long, env = "SHIFTRIGHT_MEMORY_LIMIT", default_value = "2GiB", value_parser = shiftright_analyze::engine::parse_bytes)]
+    #[arg(long, env = "SHIFTRIGHT_MEMORY_LIMIT", default_value = "2GiB", value_parser = shiftright_analyze::read::engine::parse_bytes)]
     pub memory_limit: u64,
     /// Where the query engine spills (created if missing); default: the system's temporary
     /// directory.
@@ -590,7 +590,7 @@ pub struct ExecutorArgs {
     pub threads: usize,
     /// Memory the executor's tasks may hold together before they spill (e.g. 8GiB); default:
     /// 70% of the machine's or container's memory.
-    #[arg(long, env = "SHIFTRIGHT_MEMORY_LIMIT", value_parser = shiftright_analyze::engine::parse_bytes)]
+    #[arg(long, env = "SHIFTRIGHT_MEMORY_LIMIT", value_parser = shiftright_analyze::read::engine::parse_bytes)]
     pub memory_limit: Option<u64>,
     /// Where shuffle files and spills go (created if missing); default: a temporary directory.
     #[arg(long, env = "SHIFTRIGHT_WORK_DIR")]

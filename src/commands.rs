@@ -93,7 +93,7 @@ fn experiments_of(
 }
 
 pub async fn report(args: ReportArgs) -> anyhow::Result<u8> {
-    use shiftright_analyze::pages::{self, Progress};
+    use shiftright_analyze::present::pages::{self, Progress};
     use std::io::IsTerminal;
     let experiments = experiments_of(args.experiments.as_deref(), args.method)?;
     let date = args.date.unwrap_or_else(|| chrono::Utc::now().date_naive());
@@ -173,8 +173,8 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
 /// Appends the run to the results history. A failure is reported, not fatal: the verdict and its
 /// exit code are what a pipeline gates on.
 fn record_history(data: &std::path::Path, command: &str, reports: &[shiftright_analyze::Report]) {
-    let run = shiftright_analyze::history::Run::now(command);
-    if let Err(e) = shiftright_analyze::history::append(data, &run, reports) {
+    let run = shiftright_analyze::present::history::Run::now(command);
+    if let Err(e) = shiftright_analyze::present::history::append(data, &run, reports) {
         let chain: Vec<String> = anyhow::Error::from(e)
             .chain()
             .map(|c| c.to_string())
@@ -188,8 +188,8 @@ fn record_history(data: &std::path::Path, command: &str, reports: &[shiftright_a
 
 pub async fn query(args: QueryArgs) -> anyhow::Result<u8> {
     if args.list {
-        for q in shiftright_analyze::queries::QUERIES {
-            let params: Vec<String> = shiftright_analyze::queries::placeholders(q.sql)
+        for q in shiftright_analyze::read::queries::QUERIES {
+            let params: Vec<String> = shiftright_analyze::read::queries::placeholders(q.sql)
                 .into_iter()
                 .map(|p| format!("--param {p}=…"))
                 .collect();
@@ -203,7 +203,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<u8> {
     let data = args.data.context("--data is required")?;
     let sql = match (&args.sql, &args.name, &args.file) {
         (Some(sql), _, _) => sql.clone(),
-        (None, Some(name), _) => shiftright_analyze::queries::named(name)
+        (None, Some(name), _) => shiftright_analyze::read::queries::named(name)
             .ok_or_else(|| shiftright_analyze::Error::UnknownQuery(name.clone()))?
             .sql
             .to_string(),
@@ -251,7 +251,7 @@ fn refuse_inside_data(data: &std::path::Path, out: &std::path::Path) -> anyhow::
     let Ok(parent) = parent.canonicalize() else {
         return Ok(());
     };
-    for dir in shiftright_analyze::tables::table_dirs(data) {
+    for dir in shiftright_analyze::read::tables::table_dirs(data) {
         if dir.canonicalize().is_ok_and(|dir| parent.starts_with(dir)) {
             bail!(
                 "--out {} is inside the table directory {}: a result written there would be read back as data; write it elsewhere",

@@ -168,13 +168,16 @@ fn demo_then_analyze_and_query_its_output() {
         "{csv}"
     );
     // Every named query of the library runs (parameters from their placeholders).
-    for q in shiftright_analyze::queries::QUERIES {
+    for q in shiftright_analyze::read::queries::QUERIES {
         let mut args = vec!["query", "--data", data_s, "--name", q.name];
-        for p in shiftright_analyze::queries::placeholders(q.sql) {
+        for p in shiftright_analyze::read::queries::placeholders(q.sql) {
             args.push("--param");
             args.push(match p.as_str() {
                 "experiment" => "experiment=checkout-canary",
                 "metric" => "metric=error_rate",
+                // The whole demo: from the epoch to 2100.
+                "start_ms" => "start_ms=0",
+                "end_ms" => "end_ms=4102444800000",
                 other => panic!("no test value for parameter {other} of {}", q.name),
             });
         }
@@ -186,6 +189,24 @@ fn demo_then_analyze_and_query_its_output() {
             text(&named.stderr)
         );
     }
+    let active = shiftright(&[
+        "query",
+        "--data",
+        data_s,
+        "--name",
+        "active_experiments",
+        "--param",
+        "start_ms=0",
+        "--param",
+        "end_ms=4102444800000",
+        "--format",
+        "csv",
+    ]);
+    let active = text(&active.stdout);
+    assert!(
+        active.starts_with("experiment\n") && active.contains("checkout-canary"),
+        "{active}"
+    );
     assert!(Path::new(data_s).join("requests").is_dir());
 
     results_history_is_queryable(data_s);

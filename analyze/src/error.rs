@@ -101,6 +101,9 @@ pub enum Error {
         files: Vec<(PathBuf, String)>,
     },
     /// JSON rendering failed.
+    #[error("building a results-history row failed")]
+    History(#[from] serde_arrow::Error),
+
     #[error("rendering JSON failed")]
     Json(#[from] serde_json::Error),
 }

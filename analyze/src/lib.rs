@@ -1,41 +1,38 @@
 //! shiftright's analysis: DataFusion over the ingest's Parquet, then statistics and a verdict.
 //!
-//! `register → plan → test → decide`: the tables are registered as listing tables (`tables`);
-//! a DataFusion plan of `queries/` with the analysis' own aggregates (`read`) deduplicates the
-//! events by `event_id`, gathers them per user and sums them per experiment, segment and variant
-//! into [`summary::ExperimentSummary`]s, as large as the arms whatever the number of events; and
-//! pure Rust turns those into per-variant metrics, comparisons with the baseline and a verdict
-//! (`metrics`, `decision`, `stats`).
+//! The folders follow the data, each reading only those before it:
+//! - `config`: the experiments file (thresholds, guardrails, user-defined metrics);
+//! - `read`: the store as DataFusion tables (`tables`, `engine`) and the analysis as a plan of
+//!   `queries/` with its own aggregates, which deduplicates the events by `event_id`, gathers them
+//!   per user and sums them per experiment, segment and variant into
+//!   [`read::summary::ExperimentSummary`]s, as large as the arms whatever the number of events;
+//! - `decide`: pure Rust from those summaries to per-variant metrics, comparisons with the
+//!   baseline and a verdict ([`decide::report::Report`]), over `stats`, the statistics alone;
+//! - `present`: the report for people and machines, query results, the nightly pages and the
+//!   results history.
+//!
+//! This file joins them: [`analyze`] (read → decide) and [`query`] (SQL over the store).
 
 pub mod config;
-pub mod decision;
-pub mod engine;
+pub mod decide;
 pub mod error;
-pub mod history;
-pub mod interner;
-pub mod metrics;
-pub mod pages;
-pub mod queries;
+pub mod present;
 pub mod read;
-pub mod render;
-pub mod report;
-pub mod segments;
-pub mod side_traffic;
 pub mod stats;
-pub mod summary;
-pub mod tables;
-pub mod user_metrics;
 
 use std::path::Path;
 
 use arrow::record_batch::RecordBatch;
 
 pub use config::{ExperimentSettings, ExperimentsFile};
-pub use engine::Engine;
+pub use decide::report::{Report, Verdict};
 pub use error::{Error, Result};
-pub use render::ReportFormat;
-pub use report::{Report, Verdict};
-pub use tables::ReadOptions;
+pub use present::output::{render_batches, write_parquet, QueryFormat};
+pub use present::render::{render, ReportFormat};
+pub use read::engine::Engine;
+pub use read::tables::ReadOptions;
+
+use read::{queries, summary, tables};
 
 /// Analyses the experiments found under `data_dir` (all of them, or only those in `only`), with the
 /// settings of `experiments`. Reports are sorted by experiment.
@@ -89,7 +86,7 @@ pub async fn analyze_in(
         .into_iter()
         .map(|(name, users)| {
             let started = std::time::Instant::now();
-            let report = decision::decide(&name, &users, &experiments.settings(&name));
+            let report = decide::decide(&name, &users, &experiments.settings(&name));
             tracing::info!(
                 experiment = %name, verdict = report.verdict.as_str(),
                 elapsed_ms = started.elapsed().as_millis() as u64, "decided"
@@ -106,15 +103,6 @@ pub fn exit_code(reports: &[Report]) -> i32 {
         .map(|r| r.verdict)
         .max()
         .map_or(0, Verdict::exit_code)
-}
-
-/// Renders reports in `format`.
-pub fn render(reports: &[Report], format: ReportFormat) -> Result<String> {
-    Ok(match format {
-        ReportFormat::Table => render::to_table(reports),
-        ReportFormat::Markdown => render::to_markdown(reports),
-        ReportFormat::Json => serde_json::to_string_pretty(reports)? + "\n",
-    })
 }
 
 /// Runs SQL over the tables under `data_dir` and returns the result batches.
@@ -156,78 +144,5 @@ pub async fn query_in(
     sql: &str,
     params: &[(String, String)],
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
-    queries::check_params(sql, params)?;
-    let mut frame = queries::plan_read_only(ctx, name, sql).await?;
-    if !params.is_empty() {
-        frame = frame
-            .with_param_values(queries::param_values(params))
-            .map_err(Error::query(name))?;
-    }
-    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(Error::query(name))?;
-    Ok((schema, batches))
-}
-
-/// Writes query results to a Parquet file (`--format parquet`), through a temporary file renamed
-/// into place.
-pub fn write_parquet(
-    schema: arrow::datatypes::SchemaRef,
-    batches: &[RecordBatch],
-    path: &Path,
-) -> Result<()> {
-    let io = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = path.with_extension("parquet.tmp");
-    let file = std::fs::File::create(&tmp).map_err(io)?;
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
-    for b in batches {
-        writer.write(b)?;
-    }
-    writer.close()?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// Output formats of `shiftright query`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryFormat {
-    /// An aligned table.
-    Table,
-    /// CSV with a header.
-    Csv,
-    /// JSON lines, one object per row.
-    Json,
-}
-
-/// Renders query results.
-pub fn render_batches(batches: &[RecordBatch], format: QueryFormat) -> Result<String> {
-    Ok(match format {
-        QueryFormat::Table => {
-            arrow::util::pretty::pretty_format_batches(batches)?.to_string() + "\n"
-        }
-        QueryFormat::Csv => {
-            let mut buf = Vec::new();
-            {
-                let mut writer = arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut buf);
-                for b in batches {
-                    writer.write(b)?;
-                }
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        }
-        QueryFormat::Json => {
-            let mut buf = Vec::new();
-            {
-                let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
-                for b in batches {
-                    writer.write(b)?;
-                }
-                writer.finish()?;
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        }
-    })
+    queries::run(ctx, name, sql, params).await
 }

@@ -170,7 +170,7 @@ fn on_cluster(
         .tempdir_in(&config.work_dir)
         .map_err(|e| Error::io("creating a directory in", &config.work_dir, e))?;
     // The local run's memory limit (2 GiB by default), shared among the executors.
-    let memory = shiftright_analyze::engine::DEFAULT_MEMORY_LIMIT / executors as u64;
+    let memory = shiftright_analyze::read::engine::DEFAULT_MEMORY_LIMIT / executors as u64;
     let cluster = crate::cluster::LocalCluster::start(
         &config.shiftright,
         executors,

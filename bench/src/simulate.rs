@@ -15,10 +15,10 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Binomial, Distribution, LogNormal};
 use serde::Serialize;
 
-use shiftright_analyze::config::{ExperimentSettings, GuardrailMetric, Method};
-use shiftright_analyze::decision::decide;
-use shiftright_analyze::report::Verdict;
-use shiftright_analyze::summary::{ArmSummary, ExperimentSummary, UserRow, UserRows};
+use shiftright_analyze::config::{ExperimentSettings, Method, Metric};
+use shiftright_analyze::decide::decide;
+use shiftright_analyze::decide::report::Verdict;
+use shiftright_analyze::read::summary::{ArmSummary, ExperimentSummary, UserRow, UserRows};
 
 /// The simulated traffic and how often it is analysed.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,8 +178,8 @@ pub fn run_one(
         method,
         ..ExperimentSettings::default()
     };
-    settings.set_ratio(GuardrailMetric::ErrorRate, scenario.error_threshold);
-    settings.set_ratio(GuardrailMetric::LatencyP99, scenario.p99_threshold);
+    settings.set_ratio(Metric::ErrorRate, scenario.error_threshold);
+    settings.set_ratio(Metric::LatencyP99, scenario.p99_threshold);
     let threads = config.threads.max(1);
     let outcomes: Vec<Option<(u32, bool)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)

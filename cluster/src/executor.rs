@@ -40,7 +40,8 @@ const CONNECT_TIMEOUT_SECONDS: u16 = 60;
 /// Runs an executor until `shutdown` is cancelled, it receives SIGTERM, or it fails.
 pub async fn run_executor(options: ExecutorOptions, shutdown: CancellationToken) -> Result<()> {
     let (scheduler_host, scheduler_port) =
-        shiftright_analyze::engine::scheduler_address(&options.scheduler).map_err(Error::Config)?;
+        shiftright_analyze::read::engine::scheduler_address(&options.scheduler)
+            .map_err(Error::Config)?;
     if options.flight_port == options.grpc_port {
         return Err(Error::Config(format!(
             "--flight-port and --grpc-port are both {}; an executor needs two ports",

@@ -54,9 +54,16 @@ pub async fn run_scheduler(options: SchedulerOptions, shutdown: CancellationToke
     }
 }
 
-/// Ballista's session for a job, with the analysis' functions added.
+/// Ballista's session for a job, with the analysis' functions and physical rule added.
 fn session_builder(config: SessionConfig) -> datafusion::common::Result<SessionState> {
-    let mut state = default_session_builder(config)?;
+    // The scheduler plans the jobs: it takes the analysis' physical rule as a local session does.
+    let mut state = datafusion::execution::SessionStateBuilder::new_from_existing(
+        default_session_builder(config)?,
+    )
+    .with_physical_optimizer_rule(Arc::new(
+        shiftright_analyze::read::one_step::UserAggregateInOneStep,
+    ))
+    .build();
     register(&mut state)?;
     Ok(state)
 }

@@ -39,7 +39,9 @@ pub mod keys;
 pub use keys::{file_stem, partition_value, NO_EXPERIMENT_PARTITION};
 
 pub mod batch;
+pub mod history;
 pub use batch::{file_metadata, BatchFile};
+pub use history::HistoryTable;
 
 /// A table of the Parquet store, one directory under the output root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -11,15 +11,16 @@ use datafusion::common::Column;
 use datafusion::logical_expr::{Filter, LogicalPlan};
 use datafusion::prelude::{lit, DataFrame, Expr, SessionContext};
 
+use crate::config::user_metrics::{Definition, UserMetric};
 use crate::config::ExperimentsFile;
 use crate::error::{Error, Result};
-use crate::queries;
-use crate::side_traffic::ModeRow;
+use crate::read::metric_columns::{self, UserMetricStats};
+use crate::read::queries;
+use crate::read::summary::ModeRow;
+use crate::read::summary::{cap_of, ArmSummary, ExperimentSummary};
 use crate::stats::{
     CovariateSums, DistributionBuilder, LatencyDistribution, MeanStats, RatioStats,
 };
-use crate::summary::{cap_of, ArmSummary, ExperimentSummary};
-use crate::user_metrics::{self, Definition, UserMetric, UserMetricStats};
 
 const ARMS: &str = "analysis_arms";
 const SIDE: &str = "analysis_side_traffic";
@@ -224,7 +225,7 @@ fn arms_sql(caps: &BTreeMap<String, f64>, metrics: &[UserMetric]) -> Result<Stri
             )))
         }
     };
-    let extra = user_metrics::arm_columns(metrics);
+    let extra = metric_columns::arm_columns(metrics);
     let metric_columns = if extra.is_empty() {
         String::new()
     } else {
@@ -273,7 +274,7 @@ fn arm(
         .collect();
     ArmSummary {
         users,
-        user_metrics: user_metrics::arm_stats(metrics, users, &sums),
+        user_metrics: metric_columns::arm_stats(metrics, users, &sums),
         errors: RatioStats {
             n: cols.users_with_requests[i] as f64,
             sum_x: cols.errors[i],
@@ -340,11 +341,11 @@ impl ArmColumns {
             .enumerate()
             .map(|(i, m)| match m.definition {
                 Definition::PerUser { .. } => Ok((
-                    c.number(&user_metrics::column(i, "sum"))?,
-                    c.number(&user_metrics::column(i, "sq"))?,
+                    c.number(&metric_columns::column(i, "sum"))?,
+                    c.number(&metric_columns::column(i, "sq"))?,
                 )),
                 Definition::Ratio { .. } => {
-                    let products = c.number(&user_metrics::column(i, "product"))?;
+                    let products = c.number(&metric_columns::column(i, "product"))?;
                     let zeros = vec![0.0; products.len()];
                     Ok((products, zeros))
                 }

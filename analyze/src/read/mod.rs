@@ -5,14 +5,21 @@
 //! Stage 2, `queries/analysis_arms.sql`: those rows summed per experiment, segment and variant,
 //! with each arm's latency distribution (`latency_distribution`, [`distribution_udaf`]). Beside
 //! them `queries/analysis_side_traffic.sql` sums the synthetic checks and shadow calls. [`load`]
-//! turns the stage-2 rows into [`ExperimentSummary`](crate::summary::ExperimentSummary)s: what
+//! turns the stage-2 rows into [`ExperimentSummary`](crate::read::summary::ExperimentSummary)s: what
 //! the statistics read is as large as the arms, whatever the number of events. Every stage runs on
 //! every core, within the session's memory pool (spilling past it), and on a Ballista cluster.
 
 pub mod codec;
 pub mod distribution_udaf;
+pub mod engine;
+pub mod interner;
 pub mod load;
+pub mod metric_columns;
+pub mod one_step;
 pub mod quantile_udf;
+pub mod queries;
+pub mod summary;
+pub mod tables;
 pub mod udaf;
 pub mod user_state;
 
@@ -26,7 +33,6 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
-use crate::queries;
 
 /// The analysis' aggregate functions.
 pub fn functions() -> Vec<AggregateUDF> {

@@ -15,8 +15,8 @@ use datafusion::prelude::SessionContext;
 use shiftright_schemas::Table;
 
 use crate::config::ExperimentsFile;
-use crate::engine::Engine;
-use crate::queries;
+use crate::read::engine::Engine;
+use crate::read::queries;
 
 /// One stored event; fields a table does not have are ignored there.
 #[derive(Debug, Clone)]
@@ -347,6 +347,18 @@ async fn summaries_are_the_same_when_the_aggregates_spill() {
         .create_physical_plan()
         .await
         .unwrap();
+    // The per-user aggregate runs in one step over events shuffled by user (`one_step`).
+    let text = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(false)
+        .to_string();
+    let user_steps: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("AggregateExec") && l.contains("user_experiments"))
+        .collect();
+    assert!(
+        user_steps.len() == 1 && user_steps[0].contains("mode=SinglePartitioned"),
+        "{text}"
+    );
     collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
     assert!(
         spills(&plan) > 0,
@@ -381,7 +393,7 @@ async fn summaries_are_the_same_when_the_aggregates_spill() {
     );
     // Every 11th user's shadow call, matching the live result for every 22nd.
     let shadow = e.modes.iter().filter(|m| m.mode == "shadow");
-    let sum = |f: fn(&crate::side_traffic::ModeRow) -> u64| shadow.clone().map(f).sum::<u64>();
+    let sum = |f: fn(&crate::read::summary::ModeRow) -> u64| shadow.clone().map(f).sum::<u64>();
     assert_eq!(
         (
             sum(|m| m.requests),
@@ -456,7 +468,7 @@ async fn one_experiment_alone_gives_its_rows_of_the_whole_analysis() {
 /// first exposure, and a ratio's product sums, as the users' events say.
 #[tokio::test]
 async fn user_defined_metrics_sum_what_each_users_events_say() {
-    use crate::user_metrics::UserMetricStats;
+    use crate::read::metric_columns::UserMetricStats;
     let [requests, exposures, business] = small_store();
     let tables = [
         (&requests[..], Table::Requests),
@@ -508,13 +520,13 @@ async fn user_defined_metrics_sum_what_each_users_events_say() {
             other => panic!("{other:?}"),
         }
         // The report shows them per variant and compares them with the baseline.
-        let report = crate::decision::decide("a", &all["a"], &file.settings("a"));
+        let report = crate::decide::decide("a", &all["a"], &file.settings("a"));
         let v1 = report.variants.iter().find(|v| v.name == "v1").unwrap();
         assert_eq!(v1.metrics["engagement"].value, Some(0.5));
         assert_eq!(v1.metrics["engaged_share"].value, Some(1.0));
         for name in ["engagement", "purchase_value", "actions", "engaged_share"] {
             assert!(
-                report.comparisons.iter().any(|c| c.metric == name),
+                report.comparisons.iter().any(|c| c.metric.name() == name),
                 "no comparison of {name}"
             );
         }

@@ -34,7 +34,7 @@ use datafusion::logical_expr::{
 
 use super::codec::{Reader, Writer};
 use super::udaf::{bad_state, binary, cast, selected, strings, OneGroup};
-use crate::interner::{hasher, Interner};
+use crate::read::interner::{hasher, Interner};
 
 /// The function's SQL name.
 pub const NAME: &str = "user_experiments";

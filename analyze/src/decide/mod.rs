@@ -6,15 +6,21 @@
 //! - PROMOTE: every variant past the minimum sample and every guardrail shown non-inferior;
 //! - CONTINUE: anything else, saying what is missing.
 
+pub mod metrics;
+pub mod report;
+pub mod segments;
+pub mod side_traffic;
+
 use std::collections::BTreeMap;
 
-use crate::config::{ExperimentSettings, Method, DEFAULT_BASELINES};
-use crate::metrics::{blast_radius, compare, variant_stats};
-use crate::report::{DataQuality, Report, Srm, Verdict};
-use crate::segments;
-use crate::side_traffic;
+use crate::config::{ExperimentSettings, Method, Metric, DEFAULT_BASELINES};
+use crate::decide::metrics::VariantStats;
+use crate::decide::metrics::{blast_radius, compare, variant_stats};
+use crate::decide::report::{
+    BlastRadius, Comparison, DataQuality, Report, SegmentGuardrail, Srm, Verdict,
+};
+use crate::read::summary::ExperimentSummary;
 use crate::stats;
-use crate::summary::ExperimentSummary;
 
 /// SRM p-value below which the experiment is INVALID.
 pub const SRM_P_THRESHOLD: f64 = 0.001;
@@ -97,26 +103,89 @@ pub fn decide(
             let variant = &stats_by_variant[*name];
             comparisons.extend(compare(base, variant, settings));
             let b = blast_radius(base, variant, total_users, settings);
-            if b.harm_budget_exceeded {
-                rollback.push(format!(
-                    "{}: about {:.0} excess errors (at least {:.0} at {:.0}% confidence) exceed the harm budget of {:.0}",
-                    b.variant, b.excess_errors, b.excess_errors_low, settings.confidence * 100.0, b.harm_budget
-                ));
-            }
-            if b.traffic_cap_exceeded {
-                rollback.push(format!(
-                    "{}: serves {} of users, significantly above its traffic cap of {}",
-                    b.variant,
-                    fmt_pct(b.traffic_share),
-                    fmt_pct(b.traffic_cap.unwrap_or_default())
-                ));
-            }
+            rollback.extend(blast_reasons(&b, settings));
             blast.push(b);
         }
     }
     let blast_rollback = !rollback.is_empty();
 
-    // Correct the guardrails' margin tests across the experiment.
+    rollback.extend(correct_guardrails(
+        &mut comparisons,
+        &stats_by_variant,
+        settings,
+    ));
+
+    let segment_guardrails = match &baseline {
+        Some(b) if base_stats.is_some() => segments::guardrails(&users.segments, b, settings),
+        _ => Vec::new(),
+    };
+    rollback.extend(segment_reasons(&segment_guardrails));
+
+    pending.extend(pending_reasons(&stats_by_variant, &comparisons, settings));
+
+    let (verdict, reasons) = verdict_of(
+        blast_rollback,
+        rollback,
+        invalid,
+        pending,
+        &comparisons,
+        settings,
+    );
+
+    Report {
+        experiment: experiment.to_string(),
+        verdict,
+        reasons,
+        method: settings.method.name().into(),
+        n_star: (settings.method == Method::Sequential).then_some(settings.n_star),
+        confidence: settings.confidence,
+        baseline,
+        srm,
+        data_quality: DataQuality {
+            multiple_variant_users: users.multiple_variants,
+            multiple_variant_share: multiple_share,
+            synthetic_users: users.synthetic.clone(),
+            duplicates_dropped: users.duplicates_dropped,
+            revenue_winsorized_at: cap,
+        },
+        segments: segment_guardrails,
+        synthetic_checks,
+        shadow_traffic,
+        variants,
+        comparisons,
+        blast_radius: blast,
+    }
+}
+
+/// A variant's blast-radius breaches in words: they roll back with or without significance.
+fn blast_reasons(b: &BlastRadius, settings: &ExperimentSettings) -> Vec<String> {
+    let mut rollback = Vec::new();
+    if b.harm_budget_exceeded {
+        rollback.push(format!(
+            "{}: about {:.0} excess errors (at least {:.0} at {:.0}% confidence) exceed the harm budget of {:.0}",
+            b.variant, b.excess_errors, b.excess_errors_low, settings.confidence * 100.0, b.harm_budget
+        ));
+    }
+    if b.traffic_cap_exceeded {
+        rollback.push(format!(
+            "{}: serves {} of users, significantly above its traffic cap of {}",
+            b.variant,
+            fmt_pct(b.traffic_share),
+            fmt_pct(b.traffic_cap.unwrap_or_default())
+        ));
+    }
+    rollback
+}
+
+/// Corrects the guardrails' margin tests across the experiment (Holm or BH), marks the breaches
+/// of variants past the minimum sample, and says each breach in words.
+fn correct_guardrails(
+    comparisons: &mut [Comparison],
+    stats_by_variant: &BTreeMap<String, VariantStats>,
+    settings: &ExperimentSettings,
+) -> Vec<String> {
+    let alpha = settings.alpha();
+    let mut rollback = Vec::new();
     let guardrail_idx: Vec<usize> = comparisons
         .iter()
         .enumerate()
@@ -165,18 +234,18 @@ pub fn decide(
             }
         }
     }
+    rollback
+}
 
-    let segment_guardrails = match &baseline {
-        Some(b) if base_stats.is_some() => segments::guardrails(&users.segments, b, settings),
-        _ => Vec::new(),
-    };
-    // The three strongest segment breaches in words, the rest counted (all are in `segments`).
+/// The three strongest segment breaches in words, the rest counted (all are in `segments`).
+fn segment_reasons(segment_guardrails: &[SegmentGuardrail]) -> Vec<String> {
+    let mut rollback = Vec::new();
     let mut breached: Vec<_> = segment_guardrails
         .iter()
         .filter(|g| g.guardrail.breached)
         .collect();
     breached.sort_by(|a, b| {
-        let p = |g: &&segments::SegmentGuardrail| g.guardrail.margin_p_adjusted.unwrap_or(1.0);
+        let p = |g: &&SegmentGuardrail| g.guardrail.margin_p_adjusted.unwrap_or(1.0);
         p(a).total_cmp(&p(b))
     });
     if breached.len() > 3 {
@@ -202,8 +271,18 @@ pub fn decide(
                 .count()
         ));
     }
+    rollback
+}
 
-    for (name, v) in &stats_by_variant {
+/// What stands between the experiment and a decision: variants short of the minimum sample,
+/// guardrails neither breached nor yet shown non-inferior.
+fn pending_reasons(
+    stats_by_variant: &BTreeMap<String, VariantStats>,
+    comparisons: &[Comparison],
+    settings: &ExperimentSettings,
+) -> Vec<String> {
+    let mut pending = Vec::new();
+    for (name, v) in stats_by_variant {
         if v.users < settings.min_users {
             pending.push(format!(
                 "{name} needs {} more users (has {} of {})",
@@ -213,7 +292,7 @@ pub fn decide(
             ));
         }
     }
-    for c in &comparisons {
+    for c in comparisons {
         if let Some(g) = &c.guardrail {
             if !g.non_inferior && !g.breached {
                 pending.push(match g.bound {
@@ -225,7 +304,7 @@ pub fn decide(
                         g.limit_text(),
                         g.on_scale(g.bound)
                     ),
-                    None if settings.metrics.iter().any(|m| m.name == c.metric) => format!(
+                    None if matches!(c.metric, Metric::Defined(_)) => format!(
                         "{}: {} cannot be bounded yet (its per-user values have no variance: \
                          too few users, or none with events of its kinds; \
                          `shiftright query --name business_kinds` lists the kinds present)",
@@ -239,10 +318,22 @@ pub fn decide(
             }
         }
     }
+    pending
+}
 
+/// The verdict and its reasons, most severe first: a blast-radius breach rolls back whatever
+/// else holds; then INVALID; then a guardrail's breach; PROMOTE when nothing is pending.
+fn verdict_of(
+    blast_rollback: bool,
+    rollback: Vec<String>,
+    invalid: Vec<String>,
+    mut pending: Vec<String>,
+    comparisons: &[Comparison],
+    settings: &ExperimentSettings,
+) -> (Verdict, Vec<String>) {
     // Without a blast-radius breach, every rollback reason is a guardrail's.
     let metric_rollback = !rollback.is_empty();
-    let (verdict, reasons) = if blast_rollback {
+    if blast_rollback {
         let mut r = rollback;
         r.extend(invalid);
         (Verdict::Rollback, r)
@@ -278,45 +369,21 @@ pub fn decide(
             pending.push("no variant to compare with the baseline yet".into());
         }
         (Verdict::Continue, pending)
-    };
-
-    Report {
-        experiment: experiment.to_string(),
-        verdict,
-        reasons,
-        method: settings.method.name().into(),
-        n_star: (settings.method == Method::Sequential).then_some(settings.n_star),
-        confidence: settings.confidence,
-        baseline,
-        srm,
-        data_quality: DataQuality {
-            multiple_variant_users: users.multiple_variants,
-            multiple_variant_share: multiple_share,
-            synthetic_users: users.synthetic.clone(),
-            duplicates_dropped: users.duplicates_dropped,
-            revenue_winsorized_at: cap,
-        },
-        segments: segment_guardrails,
-        synthetic_checks,
-        shadow_traffic,
-        variants,
-        comparisons,
-        blast_radius: blast,
     }
 }
 
-fn fmt_value(metric: &str, v: Option<f64>) -> String {
+fn fmt_value(metric: &Metric, v: Option<f64>) -> String {
     match v {
         None => "n/a".into(),
-        Some(x) if metric == "error_rate" || metric == "conversion_rate" => fmt_pct(x),
-        Some(x) if metric.starts_with("latency") => format!("{x:.1} ms"),
+        Some(x) if metric.is_share() => fmt_pct(x),
+        Some(x) if metric.quantile().is_some() => format!("{x:.1} ms"),
         Some(x) => format!("{x:.3}"),
     }
 }
 
 fn srm_check(
     settings: &ExperimentSettings,
-    stats_by_variant: &BTreeMap<String, crate::metrics::VariantStats>,
+    stats_by_variant: &BTreeMap<String, crate::decide::metrics::VariantStats>,
     invalid: &mut Vec<String>,
 ) -> Srm {
     let counts: BTreeMap<String, u64> = stats_by_variant

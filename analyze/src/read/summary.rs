@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::side_traffic::ModeRow;
 use crate::stats::{CovariateSums, LatencyDistribution, MeanStats, RatioStats};
 
 /// One user of one experiment, as the decision population sees it.
@@ -60,7 +59,7 @@ pub struct ArmSummary {
     /// Live latencies, clustered by user.
     pub latencies: Arc<LatencyDistribution>,
     /// The user-defined metrics (`[[metrics]]`), in the file's order; empty without them.
-    pub user_metrics: Vec<crate::user_metrics::UserMetricStats>,
+    pub user_metrics: Vec<crate::read::metric_columns::UserMetricStats>,
 }
 
 impl ArmSummary {
@@ -104,7 +103,7 @@ pub struct ExperimentSummary {
     /// Synthetic checks and shadow/mirror calls, by variant and mode (`side_traffic`).
     pub modes: Vec<ModeRow>,
     /// Arms by (dimension, segment), then variant (`segments`).
-    pub segments: crate::segments::ExperimentSegments,
+    pub segments: ExperimentSegments,
     /// Each user's revenue was capped here (winsorization), when configured.
     pub revenue_cap: Option<f64>,
 }
@@ -150,4 +149,30 @@ pub fn revenue_cap(revenue: impl Iterator<Item = f64>, percentile: f64) -> Optio
 pub fn cap_of(distribution: &LatencyDistribution, percentile: f64) -> Option<f64> {
     (!distribution.is_empty())
         .then(|| distribution.order_stat((distribution.len() as f64 * percentile).ceil()))
+}
+
+/// One segment's arms by variant (`analysis_arms` rows of dimension `endpoint` or `region`).
+pub type SegmentUsers = BTreeMap<String, ArmSummary>;
+
+/// Segments of one experiment, keyed by (dimension, segment).
+pub type ExperimentSegments = BTreeMap<(String, String), SegmentUsers>;
+
+/// A variant's requests of one mode, synthetic or not (one `analysis_side_traffic` row).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModeRow {
+    pub variant: String,
+    pub mode: String,
+    pub synthetic: bool,
+    pub users: u64,
+    pub requests: u64,
+    /// Status ≥ 500.
+    pub errors: u64,
+    /// Status ≥ 400 (a failed synthetic check).
+    pub failures: u64,
+    /// Requests that carried `shadow_match`.
+    pub compared: u64,
+    /// Of those, `shadow_match = false`.
+    pub mismatches: u64,
+    pub latency_p50: Option<f64>,
+    pub latency_p99: Option<f64>,
 }

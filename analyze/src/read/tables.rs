@@ -24,9 +24,9 @@ use datafusion::prelude::SessionContext;
 use shiftright_schemas::batch::{read_footer, BatchId};
 use shiftright_schemas::{BatchFile, Table};
 
-use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::history::HistoryTable;
+use crate::read::engine::Engine;
+use shiftright_schemas::HistoryTable;
 
 /// How a command reads the store: which files, and with what engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub struct ReadOptions {
     /// failing.
     pub skip_corrupt: bool,
     /// Threads, memory limit and spill directory.
-    pub engine: crate::engine::Engine,
+    pub engine: crate::read::engine::Engine,
 }
 
 /// A session with `requests`, `business`, `exposures` and `dead_letters` registered over
@@ -87,7 +87,7 @@ pub fn explain_failure(data_dir: &Path, engine: &Engine, error: Error) -> Error 
         let unreachable = text.contains("ConnectError")
             || text.contains("tonic::transport")
             || text.contains("Error connecting");
-        let scheduler = crate::engine::scheduler_address(cluster)
+        let scheduler = crate::read::engine::scheduler_address(cluster)
             .ok()
             .is_some_and(|(host, port)| text.contains(&format!("{host}:{port}")));
         if unreachable && scheduler {

@@ -28,6 +28,11 @@
 //! traffic_cap = 0.06                   # roll back when the canary's share is significantly above 6%
 //! ```
 
+pub mod metric;
+pub mod user_metrics;
+
+pub use metric::Metric;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -91,66 +96,23 @@ impl Method {
     }
 }
 
-/// A metric a guardrail can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GuardrailMetric {
-    ErrorRate,
-    LatencyP50,
-    LatencyP95,
-    LatencyP99,
-    ConversionRate,
-    RevenuePerUser,
-}
-
-impl GuardrailMetric {
-    /// The name, as comparisons and the file spell it.
-    pub fn name(self) -> &'static str {
-        match self {
-            GuardrailMetric::ErrorRate => "error_rate",
-            GuardrailMetric::LatencyP50 => "latency_p50",
-            GuardrailMetric::LatencyP95 => "latency_p95",
-            GuardrailMetric::LatencyP99 => "latency_p99",
-            GuardrailMetric::ConversionRate => "conversion_rate",
-            GuardrailMetric::RevenuePerUser => "revenue_per_user",
-        }
-    }
-
-    /// The harmful direction unless the file says otherwise: up for errors and latency, down for
-    /// conversion and revenue.
-    pub fn default_harm(self) -> Harm {
-        match self {
-            GuardrailMetric::ConversionRate | GuardrailMetric::RevenuePerUser => Harm::Decrease,
-            _ => Harm::Increase,
-        }
-    }
-
-    /// Whether the metric comes from requests alone (and so can be tested within a segment).
-    pub fn from_requests(self) -> bool {
-        !matches!(
-            self,
-            GuardrailMetric::ConversionRate | GuardrailMetric::RevenuePerUser
-        )
-    }
-}
-
 /// One guardrail: a metric and the limit of its harmful change.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GuardrailSpec {
-    pub metric: GuardrailMetric,
+    pub metric: Metric,
     pub rule: ThresholdRule,
 }
 
 impl GuardrailSpec {
     /// A ratio limit in the metric's default harmful direction.
-    pub fn ratio(metric: GuardrailMetric, threshold: f64) -> Self {
+    pub fn ratio(metric: Metric, threshold: f64) -> Self {
         GuardrailSpec {
-            metric,
             rule: ThresholdRule {
                 scale: Scale::Ratio,
                 harm: metric.default_harm(),
                 threshold,
             },
+            metric,
         }
     }
 }
@@ -159,7 +121,8 @@ impl GuardrailSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GuardrailEntry {
-    metric: GuardrailMetric,
+    /// A built-in metric's name ([`Metric::guardrail_named`]).
+    metric: String,
     threshold: f64,
     /// Default "ratio".
     kind: Option<Scale>,
@@ -201,7 +164,7 @@ pub struct ExperimentSettings {
     /// 0.99), so that a few huge purchases cannot decide the comparison. Default: no cap.
     pub winsorize_revenue: Option<f64>,
     /// The metrics the file defines (`[[metrics]]`), the same for every experiment.
-    pub metrics: Vec<crate::user_metrics::UserMetric>,
+    pub metrics: Vec<crate::config::user_metrics::UserMetric>,
 }
 
 impl Default for ExperimentSettings {
@@ -213,8 +176,8 @@ impl Default for ExperimentSettings {
             min_users: 100,
             segment_min_users: 100,
             guardrails: vec![
-                GuardrailSpec::ratio(GuardrailMetric::ErrorRate, 2.0),
-                GuardrailSpec::ratio(GuardrailMetric::LatencyP99, 1.5),
+                GuardrailSpec::ratio(Metric::ErrorRate, 2.0),
+                GuardrailSpec::ratio(Metric::LatencyP99, 1.5),
             ],
             harm_budget: 100.0,
             traffic_cap: None,
@@ -236,7 +199,7 @@ impl ExperimentSettings {
 
     /// Sets the ratio threshold of `metric`'s ratio guardrail in its default direction, adding
     /// the guardrail when there is none (what `error_rate_ratio` and `p99_ratio` do).
-    pub fn set_ratio(&mut self, metric: GuardrailMetric, threshold: f64) {
+    pub fn set_ratio(&mut self, metric: Metric, threshold: f64) {
         let harm = metric.default_harm();
         match self
             .guardrails
@@ -303,29 +266,29 @@ impl Overrides {
         if let Some(entries) = &self.guardrails {
             s.guardrails = entries
                 .iter()
-                .map(|e| GuardrailSpec {
-                    metric: e.metric,
-                    rule: ThresholdRule {
-                        scale: e.kind.unwrap_or(Scale::Ratio),
-                        harm: e.direction.unwrap_or(e.metric.default_harm()),
-                        threshold: e.threshold,
-                    },
+                .enumerate()
+                .map(|(i, e)| {
+                    let metric = Metric::guardrail_named(&e.metric)
+                        .map_err(|m| format!("[{at}] guardrails[{i}].metric: {m}"))?;
+                    Ok(GuardrailSpec {
+                        rule: ThresholdRule {
+                            scale: e.kind.unwrap_or(Scale::Ratio),
+                            harm: e.direction.unwrap_or(metric.default_harm()),
+                            threshold: e.threshold,
+                        },
+                        metric,
+                    })
                 })
-                .collect();
+                .collect::<Result<_, String>>()?;
         }
         for (key, metric, value, example) in [
             (
                 "error_rate_ratio",
-                GuardrailMetric::ErrorRate,
+                Metric::ErrorRate,
                 self.error_rate_ratio,
                 "2.0",
             ),
-            (
-                "p99_ratio",
-                GuardrailMetric::LatencyP99,
-                self.p99_ratio,
-                "1.5",
-            ),
+            ("p99_ratio", Metric::LatencyP99, self.p99_ratio, "1.5"),
         ] {
             let Some(v) = value else { continue };
             if !(v >= 1.0 && v.is_finite()) {
@@ -348,7 +311,7 @@ struct FileContents {
     experiments: BTreeMap<String, Overrides>,
     /// `[[metrics]]`: metrics users define, reported for every experiment.
     #[serde(default)]
-    metrics: Vec<crate::user_metrics::MetricEntry>,
+    metrics: Vec<crate::config::user_metrics::MetricEntry>,
 }
 
 /// The parsed experiments file.
@@ -375,7 +338,7 @@ impl ExperimentsFile {
     pub fn parse(text: &str) -> Result<Self, String> {
         let contents: FileContents = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut defaults = ExperimentSettings {
-            metrics: crate::user_metrics::parse(&contents.metrics)?,
+            metrics: crate::config::user_metrics::parse(&contents.metrics)?,
             ..ExperimentSettings::default()
         };
         contents.defaults.apply("defaults", &mut defaults)?;
@@ -395,7 +358,7 @@ impl ExperimentsFile {
     }
 
     /// The metrics the file defines, in its order.
-    pub fn metrics(&self) -> &[crate::user_metrics::UserMetric] {
+    pub fn metrics(&self) -> &[crate::config::user_metrics::UserMetric] {
         &self.defaults.metrics
     }
 
@@ -554,8 +517,8 @@ mod tests {
         assert_eq!(
             s.guardrails,
             vec![
-                GuardrailSpec::ratio(GuardrailMetric::ErrorRate, 2.0),
-                GuardrailSpec::ratio(GuardrailMetric::LatencyP99, 1.5)
+                GuardrailSpec::ratio(Metric::ErrorRate, 2.0),
+                GuardrailSpec::ratio(Metric::LatencyP99, 1.5)
             ]
         );
         assert_eq!((s.harm_budget, s.traffic_cap), (100.0, None));
@@ -626,7 +589,7 @@ error_rate_ratio = 2.5
         let c = f.settings("c").guardrails;
         assert_eq!(c.len(), 4, "p99 added by its shorthand: {c:?}");
         assert_eq!(c[0].rule.threshold, 2.5);
-        assert_eq!(c[3], GuardrailSpec::ratio(GuardrailMetric::LatencyP99, 1.2));
+        assert_eq!(c[3], GuardrailSpec::ratio(Metric::LatencyP99, 1.2));
     }
 
     #[test]

@@ -4,77 +4,9 @@
 //! same variant's live traffic). Its rows come from `queries/analysis_side_traffic.sql` (each
 //! event_id once); `queries/traffic_modes.sql` gives the same groups as stored.
 
-use serde::Serialize;
-
-use crate::report::VariantMetrics;
+use crate::decide::report::{ShadowTraffic, SyntheticCheck, VariantMetrics};
+use crate::read::summary::ModeRow;
 use crate::stats::dist::normal_sf;
-
-/// A variant's requests of one mode, synthetic or not (one `analysis_side_traffic` row).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ModeRow {
-    pub variant: String,
-    pub mode: String,
-    pub synthetic: bool,
-    pub users: u64,
-    pub requests: u64,
-    /// Status ≥ 500.
-    pub errors: u64,
-    /// Status ≥ 400 (a failed synthetic check).
-    pub failures: u64,
-    /// Requests that carried `shadow_match`.
-    pub compared: u64,
-    /// Of those, `shadow_match = false`.
-    pub mismatches: u64,
-    pub latency_p50: Option<f64>,
-    pub latency_p99: Option<f64>,
-}
-
-/// Synthetic checks of one variant: synthetic users' live requests.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SyntheticCheck {
-    /// Variant probed.
-    pub variant: String,
-    /// Synthetic users (probes).
-    pub users: u64,
-    /// Their live requests (checks run).
-    pub checks: u64,
-    /// Checks that failed (status ≥ 400).
-    pub failures: u64,
-    /// (checks − failures) / checks.
-    pub success_rate: Option<f64>,
-}
-
-/// Shadow or mirror calls of one variant against the same variant's live traffic.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ShadowTraffic {
-    /// Variant that served the calls.
-    pub variant: String,
-    /// `shadow` or `mirror`.
-    pub mode: String,
-    /// Calls.
-    pub requests: u64,
-    /// Of which status ≥ 500.
-    pub errors: u64,
-    /// errors / requests.
-    pub error_rate: Option<f64>,
-    /// The variant's live error rate, for comparison.
-    pub live_error_rate: Option<f64>,
-    /// Two-sided p-value of "same error rate as live" (two-proportion z test; requests treated as
-    /// independent: descriptive).
-    pub error_rate_p_value: Option<f64>,
-    /// Median latency of the calls, ms.
-    pub latency_p50: Option<f64>,
-    /// p99 latency of the calls, ms.
-    pub latency_p99: Option<f64>,
-    /// The variant's live p99, ms.
-    pub live_latency_p99: Option<f64>,
-    /// Calls that reported `shadow_match`.
-    pub compared: u64,
-    /// Of those, results that differed from the live one.
-    pub mismatches: u64,
-    /// mismatches / compared.
-    pub mismatch_rate: Option<f64>,
-}
 
 fn rate(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)

@@ -5,8 +5,9 @@ use serde_json::Value;
 
 use super::*;
 use crate::config::ExperimentsFile;
+use crate::config::Metric;
+use crate::read::summary::{ArmSummary, ExperimentSummary, UserRow, UserRows};
 use crate::stats::{Harm, Scale};
-use crate::summary::{ArmSummary, ExperimentSummary, UserRow, UserRows};
 
 /// `n` users with `requests` requests each; every `error_every`-th request (counted across the
 /// variant) fails; latencies cycle deterministically around `latency`.
@@ -103,7 +104,7 @@ fn a_zero_error_baseline_uses_the_exact_test() {
     let g = r
         .comparisons
         .iter()
-        .find(|c| c.metric == "error_rate")
+        .find(|c| c.metric == Metric::ErrorRate)
         .and_then(|c| c.guardrail.clone())
         .unwrap();
     assert_eq!(g.test, "exact_poisson");
@@ -313,7 +314,7 @@ fn the_rank_test_sees_a_slower_variant() {
     let rank = r
         .comparisons
         .iter()
-        .find(|c| c.metric == "latency_rank")
+        .find(|c| c.metric == Metric::LatencyRank)
         .expect("a rank comparison");
     assert!(
         rank.variant_value.unwrap() > 0.6 && rank.p_value.unwrap() < 1e-6,
@@ -327,7 +328,7 @@ fn the_rank_test_sees_a_slower_variant() {
 /// segment has its own minimum sample.
 #[test]
 fn a_regression_in_one_endpoint_rolls_back_through_its_segment() {
-    let segment = |errors_every: u64, n: usize| -> crate::segments::SegmentUsers {
+    let segment = |errors_every: u64, n: usize| -> crate::read::summary::SegmentUsers {
         [
             ("v1", users(n * 19, 3, 200, 80.0)),
             ("v2", users(n, 3, errors_every, 80.0)),
@@ -410,7 +411,7 @@ fn a_configured_conversion_guardrail_rolls_back_a_drop_and_blocks_promotion_unti
     let c = r
         .comparisons
         .iter()
-        .find(|c| c.metric == "conversion_rate")
+        .find(|c| c.metric == Metric::ConversionRate)
         .unwrap();
     let g = c.guardrail.as_ref().unwrap();
     assert_eq!(
@@ -419,9 +420,11 @@ fn a_configured_conversion_guardrail_rolls_back_a_drop_and_blocks_promotion_unti
     );
     assert!(g.breached && g.bound.unwrap() < 0.85, "{g:?}");
     assert!(
-        r.comparisons.iter().all(|c| c.metric == "conversion_rate"
-            || c.metric == "error_rate"
-            || c.guardrail.is_none()),
+        r.comparisons
+            .iter()
+            .all(|c| c.metric == Metric::ConversionRate
+                || c.metric == Metric::ErrorRate
+                || c.guardrail.is_none()),
         "p99 is no guardrail once the list leaves it out"
     );
 
@@ -457,7 +460,7 @@ fn an_absolute_latency_guardrail_is_tested_on_the_difference() {
     let g = r
         .comparisons
         .iter()
-        .find(|c| c.metric == "latency_p50")
+        .find(|c| c.metric == Metric::LatencyP50)
         .and_then(|c| c.guardrail.clone())
         .unwrap();
     assert_eq!(
@@ -485,7 +488,7 @@ fn pre_exposure_revenue_narrows_the_revenue_interval_with_cuped() {
     let revenue = |r: &Report| {
         r.comparisons
             .iter()
-            .find(|c| c.metric == "revenue_per_user")
+            .find(|c| c.metric == Metric::RevenuePerUser)
             .cloned()
             .unwrap()
     };

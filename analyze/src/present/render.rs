@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::Table;
 
-use crate::report::{Comparison, Report};
+use crate::decide::report::{Comparison, Report};
+use crate::error::Result;
 
 /// Output formats of `shiftright analyze`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,7 @@ fn interval(lo: Option<f64>, hi: Option<f64>, scale: f64, digits: usize) -> Stri
 }
 
 fn value_of(c: &Comparison, v: Option<f64>) -> String {
-    if c.metric.ends_with("rate") {
+    if c.metric.is_share() {
         pct(v)
     } else {
         num(v, 2)
@@ -47,11 +48,11 @@ pub(crate) fn variant_rows(
     report: &Report,
     with_ci: bool,
 ) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let ci = |i: Option<crate::report::Interval>, scale: f64, digits: usize| match i {
+    let ci = |i: Option<crate::decide::report::Interval>, scale: f64, digits: usize| match i {
         Some(i) if with_ci => format!(" [{:.digits$}, {:.digits$}]", i.low * scale, i.high * scale),
         _ => String::new(),
     };
-    let q = |v: &crate::report::VariantMetrics, name: &str| {
+    let q = |v: &crate::decide::report::VariantMetrics, name: &str| {
         let e = v.latency_ci.get(name);
         let value = num(e.and_then(|e| e.value), 1);
         match e.map(|e| (e.ci_low, e.ci_high)) {
@@ -111,11 +112,7 @@ pub(crate) fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<St
         .comparisons
         .iter()
         .map(|c| {
-            let scale = if c.metric.ends_with("rate") {
-                100.0
-            } else {
-                1.0
-            };
+            let scale = if c.metric.is_share() { 100.0 } else { 1.0 };
             let guard = c.guardrail.as_ref().map_or_else(String::new, |g| {
                 let state = if g.breached {
                     "BREACHED"
@@ -138,7 +135,7 @@ pub(crate) fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<St
                         c.metric,
                         a.variance_reduction * 100.0
                     ),
-                    None => c.metric.clone(),
+                    None => c.metric.to_string(),
                 },
                 c.variant.clone(),
                 value_of(c, c.baseline_value),
@@ -273,4 +270,13 @@ pub fn to_markdown(reports: &[Report]) -> String {
         }
     }
     out
+}
+
+/// Renders reports in `format`.
+pub fn render(reports: &[Report], format: ReportFormat) -> Result<String> {
+    Ok(match format {
+        ReportFormat::Table => to_table(reports),
+        ReportFormat::Markdown => to_markdown(reports),
+        ReportFormat::Json => serde_json::to_string_pretty(reports)? + "\n",
+    })
 }

@@ -4,17 +4,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::{ExperimentSettings, GuardrailMetric, GuardrailSpec, Method};
-use crate::report::{
+use crate::config::user_metrics::UserMetric;
+use crate::config::{ExperimentSettings, GuardrailSpec, Method, Metric};
+use crate::decide::report::{
     BlastRadius, Comparison, Cuped, Guardrail, Interval, Latency, QuantileValue, UserMetricValue,
     VariantMetrics,
 };
+use crate::read::metric_columns::UserMetricStats;
+use crate::read::summary::ArmSummary;
 use crate::stats::{
     self, ArmEstimate, CovariateSums, Estimate, Harm, Horizon, LatencyDistribution, MarginResult,
     MeanStats, QuantileEstimate, RatioStats, Scale, ThresholdRule,
 };
-use crate::summary::ArmSummary;
-use crate::user_metrics::{UserMetric, UserMetricStats};
 
 /// The least share of variance CUPED must remove to be used.
 pub const MIN_CUPED_REDUCTION: f64 = 0.01;
@@ -168,7 +169,7 @@ impl VariantStats {
 }
 
 fn comparison(
-    metric: &str,
+    metric: Metric,
     base: &VariantStats,
     variant: &VariantStats,
     values: (Option<f64>, Option<f64>),
@@ -186,7 +187,8 @@ fn comparison(
         _ => None,
     };
     Comparison {
-        metric: metric.to_string(),
+        direction: metric.default_harm(),
+        metric,
         baseline: base.name.clone(),
         variant: variant.name.clone(),
         baseline_value,
@@ -243,7 +245,7 @@ pub fn compare(
 
     let rate = |s: &VariantStats| (s.errors.sum_y > 0.0).then(|| s.errors.ratio());
     let error_rate = comparison(
-        "error_rate",
+        Metric::ErrorRate,
         base,
         variant,
         (rate(base), rate(variant)),
@@ -253,7 +255,7 @@ pub fn compare(
     );
     out.push(error_rate);
 
-    for (i, (name, _)) in QUANTILES.iter().enumerate() {
+    for (i, metric) in Metric::QUANTILES.into_iter().enumerate() {
         let (b, v) = (base.p(i), variant.p(i));
         let (diff, lift) = match (b, v) {
             (Some(b), Some(v)) => (
@@ -263,7 +265,7 @@ pub fn compare(
             _ => (None, None),
         };
         let c = comparison(
-            &format!("latency_{name}"),
+            metric,
             base,
             variant,
             (b.map(|e| e.estimate), v.map(|e| e.estimate)),
@@ -281,14 +283,14 @@ pub fn compare(
     let mean = |m: &MeanStats| (m.n > 0.0).then(|| m.mean());
     for (metric, b, v, b_pre, v_pre) in [
         (
-            "conversion_rate",
+            Metric::ConversionRate,
             &base.conversion,
             &variant.conversion,
             &base.conversion_pre,
             &variant.conversion_pre,
         ),
         (
-            "revenue_per_user",
+            Metric::RevenuePerUser,
             &base.revenue,
             &variant.revenue,
             &base.revenue_pre,
@@ -320,7 +322,8 @@ pub fn compare(
         out.push(c);
     }
     for spec in &settings.guardrails {
-        if let Some(c) = out.iter_mut().find(|c| c.metric == spec.metric.name()) {
+        if let Some(c) = out.iter_mut().find(|c| c.metric == spec.metric) {
+            c.direction = spec.rule.harm;
             c.guardrail = Some(guardrail(spec, base, variant, alpha, h));
         }
     }
@@ -342,7 +345,16 @@ pub fn compare(
             ),
             _ => continue,
         };
-        let mut c = comparison(&m.name, base, variant, values, at(diff), at(lift), alpha);
+        let mut c = comparison(
+            Metric::Defined(m.name.clone()),
+            base,
+            variant,
+            values,
+            at(diff),
+            at(lift),
+            alpha,
+        );
+        c.direction = m.harm;
         if let Some(rule) = m.guardrail {
             let result = match (user_estimate(b), user_estimate(v)) {
                 (Some(b), Some(v)) => stats::normal_margin(b, v, &rule, alpha, h),
@@ -374,7 +386,7 @@ fn guardrail(
     h: Horizon,
 ) -> Guardrail {
     let rule = spec.rule;
-    let error_ratio = spec.metric == GuardrailMetric::ErrorRate
+    let error_ratio = spec.metric == Metric::ErrorRate
         && rule.scale == Scale::Ratio
         && rule.harm == Harm::Increase;
     let (result, test) = if error_ratio {
@@ -389,11 +401,11 @@ fn guardrail(
         };
         (result, if margin.exact { "exact_poisson" } else { "z" })
     } else {
-        let result = match (arm(spec.metric, base), arm(spec.metric, variant)) {
+        let result = match (arm(&spec.metric, base), arm(&spec.metric, variant)) {
             (Some(b), Some(v)) => stats::normal_margin(b, v, &rule, alpha, h),
             _ => MarginResult::default(),
         };
-        let test = if spec.metric.name().starts_with("latency") {
+        let test = if spec.metric.quantile().is_some() {
             "quantile_z"
         } else {
             "z"
@@ -421,22 +433,22 @@ fn guardrail_of(rule: ThresholdRule, result: MarginResult, test: &str) -> Guardr
 }
 
 /// A variant's estimate of `metric` and its variance; `None` until it has one.
-fn arm(metric: GuardrailMetric, s: &VariantStats) -> Option<ArmEstimate> {
-    let quantile = |i: usize| {
-        s.p(i).and_then(|q| {
+fn arm(metric: &Metric, s: &VariantStats) -> Option<ArmEstimate> {
+    if let Some(i) = metric.quantile() {
+        return s.p(i).and_then(|q| {
             q.se.map(|se| ArmEstimate {
                 value: q.estimate,
                 variance: se * se,
             })
-        })
-    };
+        });
+    }
     match metric {
-        GuardrailMetric::ErrorRate => ratio_estimate(&s.errors),
-        GuardrailMetric::LatencyP50 => quantile(0),
-        GuardrailMetric::LatencyP95 => quantile(1),
-        GuardrailMetric::LatencyP99 => quantile(2),
-        GuardrailMetric::ConversionRate => mean_estimate(&s.conversion),
-        GuardrailMetric::RevenuePerUser => mean_estimate(&s.revenue),
+        Metric::ErrorRate => ratio_estimate(&s.errors),
+        Metric::ConversionRate => mean_estimate(&s.conversion),
+        Metric::RevenuePerUser => mean_estimate(&s.revenue),
+        // Guardrails name only the metrics above (`Metric::guardrail_named`); defined metrics
+        // have their own estimate (`user_estimate`).
+        _ => None,
     }
 }
 
@@ -464,7 +476,8 @@ fn latency_rank(base: &VariantStats, variant: &VariantStats, alpha: f64) -> Opti
     let test = b.mann_whitney(v)?;
     let slower = test.u / (b.len() as f64 * v.len() as f64);
     Some(Comparison {
-        metric: "latency_rank".into(),
+        metric: Metric::LatencyRank,
+        direction: Metric::LatencyRank.default_harm(),
         baseline: base.name.clone(),
         variant: variant.name.clone(),
         baseline_value: Some(1.0 - slower),

@@ -5,44 +5,10 @@
 //! together (Holm or BH, as configured) so that many segments do not mean many false rollbacks,
 //! and a segment may roll back only when both arms have its own minimum sample of users there.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
 use crate::config::ExperimentSettings;
-use crate::metrics::{compare, variant_stats};
-use crate::report::Guardrail;
-use crate::summary::ArmSummary;
-
-/// One segment's arms by variant (`analysis_arms` rows of dimension `endpoint` or `region`).
-pub type SegmentUsers = BTreeMap<String, ArmSummary>;
-
-/// Segments of one experiment, keyed by (dimension, segment).
-pub type ExperimentSegments = BTreeMap<(String, String), SegmentUsers>;
-
-/// A guardrail test within a segment.
-#[derive(Debug, Clone, Serialize)]
-pub struct SegmentGuardrail {
-    /// `endpoint` or `region`.
-    pub dimension: String,
-    /// The endpoint or region (`(none)` when events did not say).
-    pub segment: String,
-    /// A request metric with a guardrail (`error_rate`, `latency_p99`, … as configured).
-    pub metric: String,
-    /// Compared variant.
-    pub variant: String,
-    /// Users of the baseline in this segment.
-    pub baseline_users: u64,
-    /// Users of the variant in this segment.
-    pub variant_users: u64,
-    /// Baseline's value in the segment.
-    pub baseline_value: Option<f64>,
-    /// Variant's value in the segment.
-    pub variant_value: Option<f64>,
-    /// The margin test, its p-value corrected across every segment test of the experiment;
-    /// breached when significant after correction with both arms past `segment_min_users`.
-    pub guardrail: Guardrail,
-}
+use crate::decide::metrics::{compare, variant_stats};
+use crate::decide::report::SegmentGuardrail;
+use crate::read::summary::ExperimentSegments;
 
 /// The guardrail tests of every segment against `baseline`, corrected together.
 pub fn guardrails(

@@ -20,11 +20,12 @@ use minijinja::{context, Environment, Value};
 use serde::Serialize;
 
 use crate::config::ExperimentsFile;
+use crate::decide::report::Report;
 use crate::error::{Error, Result};
-use crate::report::Report;
+use crate::present::render;
+use crate::read::summary::ExperimentSummary;
+use crate::read::{queries, tables};
 use crate::stats::Scale;
-use crate::summary::ExperimentSummary;
-use crate::{queries, render, tables};
 use charts::{LiftRow, Series};
 
 const DAY_MS: i64 = 86_400_000;
@@ -77,17 +78,18 @@ async fn write_day_in(
         .unwrap_or_default();
     let end = start + DAY_MS;
     let ctx = tables::session_with(data_dir, read).await?;
-    cut_at(&ctx, end).await?;
+    // Before the cut: the window bounds these, and the dates with data may be later ones.
     let active = active_experiments(&ctx, start, end).await?;
     if active.is_empty() {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),
             message: format!(
-                "no experiment has exposures or requests on {date}; dates with data: {}",
-                dates_with_data(&ctx).await?.join(", ")
+                "no experiment has exposures or requests on {date}; dates with exposures: {}",
+                exposure_dates(&ctx).await?.join(", ")
             ),
         });
     }
+    cut_at(&ctx, end).await?;
     let analysed = crate::analyze_in(&ctx, data_dir, experiments, &active).await?;
     progress(Progress::Analysed(analysed.len()));
     let dead_letters = dead_letters_between(&ctx, start, end).await?;
@@ -170,12 +172,12 @@ async fn write_day_in(
 /// The templates, compiled into the binary.
 fn environment() -> Result<Environment<'static>> {
     let mut env = Environment::new();
-    env.add_template("style.css", include_str!("../../templates/style.css"))?;
+    env.add_template("style.css", include_str!("../../../templates/style.css"))?;
     env.add_template(
         "experiment.html",
-        include_str!("../../templates/experiment.html"),
+        include_str!("../../../templates/experiment.html"),
     )?;
-    env.add_template("index.html", include_str!("../../templates/index.html"))?;
+    env.add_template("index.html", include_str!("../../../templates/index.html"))?;
     Ok(env)
 }
 
@@ -223,22 +225,16 @@ async fn cut_at(ctx: &SessionContext, end_ms: i64) -> Result<()> {
     Ok(())
 }
 
-async fn collect(
-    ctx: &SessionContext,
-    name: &str,
-    sql: &str,
-) -> Result<Vec<arrow::array::RecordBatch>> {
-    queries::plan_read_only(ctx, name, sql)
-        .await?
-        .collect()
-        .await
-        .map_err(Error::query(name))
+/// The window parameters of the day-bounded queries.
+fn window(start: i64, end: i64) -> [(&'static str, String); 2] {
+    [("start_ms", start.to_string()), ("end_ms", end.to_string())]
 }
 
-fn strings(batches: &[arrow::array::RecordBatch], name: &str) -> Result<Vec<String>> {
+/// Column `column` of every batch of query `name`, as strings.
+fn strings(batches: &[arrow::array::RecordBatch], name: &str, column: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for b in batches {
-        let col = queries::column(b, name, "value", &DataType::Utf8)?;
+        let col = queries::column(b, name, column, &DataType::Utf8)?;
         let col = col.as_string::<i32>();
         out.extend(
             (0..col.len())
@@ -250,25 +246,17 @@ fn strings(batches: &[arrow::array::RecordBatch], name: &str) -> Result<Vec<Stri
 }
 
 async fn active_experiments(ctx: &SessionContext, start: i64, end: i64) -> Result<Vec<String>> {
-    let window = format!("ts >= {} AND ts < {}", ts_literal(start), ts_literal(end));
-    let sql = format!(
-        "SELECT DISTINCT CAST(experiment AS VARCHAR) AS value FROM exposures WHERE {window} \
-         UNION SELECT DISTINCT CAST(experiment AS VARCHAR) AS value FROM requests WHERE {window} \
-         ORDER BY value"
-    );
+    const NAME: &str = "active_experiments";
     strings(
-        &collect(ctx, "active experiments", &sql).await?,
-        "active experiments",
+        &queries::run_named(ctx, NAME, &window(start, end)).await?,
+        NAME,
+        "experiment",
     )
 }
 
-async fn dates_with_data(ctx: &SessionContext) -> Result<Vec<String>> {
-    let sql = "SELECT DISTINCT CAST(CAST(date_trunc('day', ts) AS DATE) AS VARCHAR) AS value \
-               FROM exposures_all ORDER BY value";
-    strings(
-        &collect(ctx, "dates with data", sql).await?,
-        "dates with data",
-    )
+async fn exposure_dates(ctx: &SessionContext) -> Result<Vec<String>> {
+    const NAME: &str = "exposure_dates";
+    strings(&queries::run_named(ctx, NAME, &[]).await?, NAME, "date")
 }
 
 async fn dead_letters_between(
@@ -276,18 +264,12 @@ async fn dead_letters_between(
     start: i64,
     end: i64,
 ) -> Result<BTreeMap<String, u64>> {
-    let sql = format!(
-        "SELECT reason AS value, COUNT(*) AS n FROM dead_letters \
-         WHERE received_at >= {} AND received_at < {} \
-         GROUP BY reason",
-        ts_literal(start),
-        ts_literal(end)
-    );
-    let batches = collect(ctx, "dead letters", &sql).await?;
+    const NAME: &str = "dead_letters_between";
+    let batches = queries::run_named(ctx, NAME, &window(start, end)).await?;
     let mut out = BTreeMap::new();
     for b in &batches {
-        let reason = queries::column(b, "dead letters", "value", &DataType::Utf8)?;
-        let n = queries::column(b, "dead letters", "n", &DataType::Int64)?;
+        let reason = queries::column(b, NAME, "reason", &DataType::Utf8)?;
+        let n = queries::column(b, NAME, "messages", &DataType::Int64)?;
         let (reason, n) = (reason.as_string::<i32>(), n.as_primitive::<Int64Type>());
         for i in 0..b.num_rows() {
             out.insert(reason.value(i).to_string(), n.value(i).max(0) as u64);
@@ -309,11 +291,7 @@ struct HourRow {
 /// The day's hours of every experiment, by experiment: one run of the `hourly` query.
 async fn hourly(ctx: &SessionContext, day_start: i64) -> Result<BTreeMap<String, Vec<HourRow>>> {
     const NAME: &str = "hourly";
-    let sql = queries::named(NAME)
-        .ok_or_else(|| Error::UnknownQuery(NAME.into()))?
-        .sql;
-    let (_, batches) =
-        crate::query_in(ctx, NAME, sql, &[("experiment".into(), "*".into())]).await?;
+    let batches = queries::run_named(ctx, NAME, &[("experiment", "*".into())]).await?;
     let mut out: BTreeMap<String, Vec<HourRow>> = BTreeMap::new();
     for b in &batches {
         let col = |name: &str, to: &DataType| queries::column(b, NAME, name, to);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::config::Metric;
 use crate::stats::{Harm, Scale};
 
 /// The decision for one experiment.
@@ -72,12 +73,12 @@ pub struct Report {
     /// Data quality counts.
     pub data_quality: DataQuality,
     /// Guardrail tests within each endpoint and region, corrected together; a breach rolls back.
-    pub segments: Vec<crate::segments::SegmentGuardrail>,
+    pub segments: Vec<crate::decide::report::SegmentGuardrail>,
     /// Synthetic checks per variant (synthetic users' live requests), never part of the verdict.
-    pub synthetic_checks: Vec<crate::side_traffic::SyntheticCheck>,
+    pub synthetic_checks: Vec<crate::decide::report::SyntheticCheck>,
     /// Shadow and mirror calls per variant, against the variant's live traffic; never part of the
     /// verdict.
-    pub shadow_traffic: Vec<crate::side_traffic::ShadowTraffic>,
+    pub shadow_traffic: Vec<crate::decide::report::ShadowTraffic>,
     /// Per-variant metrics, baseline first.
     pub variants: Vec<VariantMetrics>,
     /// Each non-baseline variant against the baseline, per metric.
@@ -201,7 +202,11 @@ pub struct Comparison {
     /// the values are P(a request of that arm is slower than one of the other)),
     /// `conversion_rate`, `revenue_per_user`, or the name of a user-defined metric
     /// (`[[metrics]]`).
-    pub metric: String,
+    pub metric: Metric,
+    /// The metric's harmful direction: its guardrail's, else its own (increase for errors and
+    /// latency, decrease for conversion and revenue; a `[[metrics]]` entry's `direction`), so a
+    /// reader knows which way a significant change is worse.
+    pub direction: Harm,
     /// Baseline variant.
     pub baseline: String,
     /// Compared variant.
@@ -329,4 +334,75 @@ pub struct BlastRadius {
     pub traffic_cap_p_value: Option<f64>,
     /// Share significantly above the cap.
     pub traffic_cap_exceeded: bool,
+}
+
+/// A guardrail test within a segment.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentGuardrail {
+    /// `endpoint` or `region`.
+    pub dimension: String,
+    /// The endpoint or region (`(none)` when events did not say).
+    pub segment: String,
+    /// A request metric with a guardrail (`error_rate`, `latency_p99`, … as configured).
+    pub metric: Metric,
+    /// Compared variant.
+    pub variant: String,
+    /// Users of the baseline in this segment.
+    pub baseline_users: u64,
+    /// Users of the variant in this segment.
+    pub variant_users: u64,
+    /// Baseline's value in the segment.
+    pub baseline_value: Option<f64>,
+    /// Variant's value in the segment.
+    pub variant_value: Option<f64>,
+    /// The margin test, its p-value corrected across every segment test of the experiment;
+    /// breached when significant after correction with both arms past `segment_min_users`.
+    pub guardrail: Guardrail,
+}
+
+/// Synthetic checks of one variant: synthetic users' live requests.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SyntheticCheck {
+    /// Variant probed.
+    pub variant: String,
+    /// Synthetic users (probes).
+    pub users: u64,
+    /// Their live requests (checks run).
+    pub checks: u64,
+    /// Checks that failed (status ≥ 400).
+    pub failures: u64,
+    /// (checks − failures) / checks.
+    pub success_rate: Option<f64>,
+}
+
+/// Shadow or mirror calls of one variant against the same variant's live traffic.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ShadowTraffic {
+    /// Variant that served the calls.
+    pub variant: String,
+    /// `shadow` or `mirror`.
+    pub mode: String,
+    /// Calls.
+    pub requests: u64,
+    /// Of which status ≥ 500.
+    pub errors: u64,
+    /// errors / requests.
+    pub error_rate: Option<f64>,
+    /// The variant's live error rate, for comparison.
+    pub live_error_rate: Option<f64>,
+    /// Two-sided p-value of "same error rate as live" (two-proportion z test; requests treated as
+    /// independent: descriptive).
+    pub error_rate_p_value: Option<f64>,
+    /// Median latency of the calls, ms.
+    pub latency_p50: Option<f64>,
+    /// p99 latency of the calls, ms.
+    pub latency_p99: Option<f64>,
+    /// The variant's live p99, ms.
+    pub live_latency_p99: Option<f64>,
+    /// Calls that reported `shadow_match`.
+    pub compared: u64,
+    /// Of those, results that differed from the live one.
+    pub mismatches: u64,
+    /// mismatches / compared.
+    pub mismatch_rate: Option<f64>,
 }

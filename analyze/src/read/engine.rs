@@ -22,6 +22,8 @@ use ballista_core::extension::SessionStateExt;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SessionStateBuilder;
+
+use crate::read::one_step::UserAggregateInOneStep;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
@@ -92,15 +94,17 @@ impl Engine {
             .with_repartition_file_scans(true)
             .with_repartition_aggregations(true);
         config.options_mut().optimizer.prefer_hash_join = false;
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_physical_optimizer_rule(Arc::new(UserAggregateInOneStep))
+            .build();
         let ctx = match &self.cluster {
-            None => SessionContext::new_with_config_rt(config, runtime),
+            None => SessionContext::new_with_state(state),
             Some(url) => {
                 let scheduler = scheduler_url(url).map_err(engine_error)?;
-                let state = SessionStateBuilder::new()
-                    .with_default_features()
-                    .with_config(config)
-                    .with_runtime_env(runtime)
-                    .build()
+                let state = state
                     .upgrade_for_ballista(scheduler)
                     .map_err(|e| engine_error(format!("cannot plan for the cluster {url}: {e}")))?;
                 SessionContext::new_with_state(state)

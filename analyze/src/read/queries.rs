@@ -29,71 +29,83 @@ impl NamedQuery {
 pub const QUERIES: &[NamedQuery] = &[
     NamedQuery {
         name: "user_metrics",
-        sql: include_str!("../../queries/user_metrics.sql"),
+        sql: include_str!("../../../queries/user_metrics.sql"),
     },
     NamedQuery {
         name: "analysis_users",
-        sql: include_str!("../../queries/analysis_users.sql"),
+        sql: include_str!("../../../queries/analysis_users.sql"),
     },
     NamedQuery {
         name: "analysis_arms",
-        sql: include_str!("../../queries/analysis_arms.sql"),
+        sql: include_str!("../../../queries/analysis_arms.sql"),
     },
     NamedQuery {
         name: "analysis_side_traffic",
-        sql: include_str!("../../queries/analysis_side_traffic.sql"),
+        sql: include_str!("../../../queries/analysis_side_traffic.sql"),
     },
     NamedQuery {
         name: "error_rate",
-        sql: include_str!("../../queries/error_rate.sql"),
+        sql: include_str!("../../../queries/error_rate.sql"),
     },
     NamedQuery {
         name: "latency",
-        sql: include_str!("../../queries/latency.sql"),
+        sql: include_str!("../../../queries/latency.sql"),
     },
     NamedQuery {
         name: "conversion_revenue",
-        sql: include_str!("../../queries/conversion_revenue.sql"),
+        sql: include_str!("../../../queries/conversion_revenue.sql"),
     },
     NamedQuery {
         name: "hourly",
-        sql: include_str!("../../queries/hourly.sql"),
+        sql: include_str!("../../../queries/hourly.sql"),
+    },
+    NamedQuery {
+        name: "active_experiments",
+        sql: include_str!("../../../queries/active_experiments.sql"),
+    },
+    NamedQuery {
+        name: "exposure_dates",
+        sql: include_str!("../../../queries/exposure_dates.sql"),
     },
     NamedQuery {
         name: "decisions_over_time",
-        sql: include_str!("../../queries/decisions_over_time.sql"),
+        sql: include_str!("../../../queries/decisions_over_time.sql"),
     },
     NamedQuery {
         name: "lift_over_time",
-        sql: include_str!("../../queries/lift_over_time.sql"),
+        sql: include_str!("../../../queries/lift_over_time.sql"),
     },
     NamedQuery {
         name: "business_kinds",
-        sql: include_str!("../../queries/business_kinds.sql"),
+        sql: include_str!("../../../queries/business_kinds.sql"),
     },
     NamedQuery {
         name: "srm_counts",
-        sql: include_str!("../../queries/srm_counts.sql"),
+        sql: include_str!("../../../queries/srm_counts.sql"),
     },
     NamedQuery {
         name: "duplicates",
-        sql: include_str!("../../queries/duplicates.sql"),
+        sql: include_str!("../../../queries/duplicates.sql"),
     },
     NamedQuery {
         name: "duplicate_events",
-        sql: include_str!("../../queries/duplicate_events.sql"),
+        sql: include_str!("../../../queries/duplicate_events.sql"),
     },
     NamedQuery {
         name: "segment_users",
-        sql: include_str!("../../queries/segment_users.sql"),
+        sql: include_str!("../../../queries/segment_users.sql"),
     },
     NamedQuery {
         name: "traffic_modes",
-        sql: include_str!("../../queries/traffic_modes.sql"),
+        sql: include_str!("../../../queries/traffic_modes.sql"),
     },
     NamedQuery {
         name: "dead_letters_by_reason",
-        sql: include_str!("../../queries/dead_letters_by_reason.sql"),
+        sql: include_str!("../../../queries/dead_letters_by_reason.sql"),
+    },
+    NamedQuery {
+        name: "dead_letters_between",
+        sql: include_str!("../../../queries/dead_letters_between.sql"),
     },
 ];
 
@@ -234,17 +246,44 @@ pub async fn plan_read_only(
     })
 }
 
-/// Runs the named query `name` and collects its batches; errors name the query.
+/// Runs SQL with named parameters in `ctx` (every placeholder bound, as a string); `name` says
+/// which query failed.
+pub async fn run(
+    ctx: &datafusion::prelude::SessionContext,
+    name: &str,
+    sql: &str,
+    params: &[(String, String)],
+) -> crate::Result<(
+    arrow::datatypes::SchemaRef,
+    Vec<arrow::record_batch::RecordBatch>,
+)> {
+    use crate::Error;
+    check_params(sql, params)?;
+    let mut frame = plan_read_only(ctx, name, sql).await?;
+    if !params.is_empty() {
+        frame = frame
+            .with_param_values(param_values(params))
+            .map_err(Error::query(name))?;
+    }
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(Error::query(name))?;
+    Ok((schema, batches))
+}
+
+/// Runs the named query `name` of `queries/` with `params`; errors name the query.
 pub async fn run_named(
     ctx: &datafusion::prelude::SessionContext,
     name: &str,
+    params: &[(&str, String)],
 ) -> crate::Result<Vec<arrow::record_batch::RecordBatch>> {
-    use crate::Error;
     let sql = named(name)
-        .ok_or_else(|| Error::UnknownQuery(name.into()))?
+        .ok_or_else(|| crate::Error::UnknownQuery(name.into()))?
         .sql;
-    let frame = plan_read_only(ctx, name, sql).await?;
-    frame.collect().await.map_err(Error::query(name))
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    Ok(run(ctx, name, sql, &params).await?.1)
 }
 
 /// Column `column` of a batch of query `query`, cast to `to`; errors name the query and column.
@@ -295,7 +334,7 @@ mod tests {
     /// queries/README.md documents every named query.
     #[test]
     fn the_query_readme_lists_every_query() {
-        let readme = include_str!("../../queries/README.md");
+        let readme = include_str!("../../../queries/README.md");
         for q in QUERIES {
             assert!(
                 readme.contains(&format!("### `{}`", q.name)),
