@@ -70,6 +70,8 @@ pub struct AnalysisRow {
     pub duckdb: Option<Measured>,
     /// DuckDB computing shiftright's answers, and whether they agree.
     pub same_answers: Option<(Measured, Result<Agreement, String>)>,
+    /// Why DuckDB could not compute them (at 100M its per-arm lists may not fit in memory).
+    pub same_answers_failed: Option<String>,
     /// The cluster row, when asked for.
     pub cluster: Option<ClusterRun>,
 }
@@ -122,20 +124,36 @@ pub fn run(
                 bare.wall.as_secs_f64(),
                 bare.peak_rss_mib()
             ));
-            let (measured, answers) = run_duckdb(&answers_script, &dir, config.threads)?;
-            let agree = crate::same_answers::compare(&ours.stdout, &answers);
-            progress(&format!(
-                "{size}: DuckDB computing the same answers {:.1} s, peak RSS {:.0} MiB; agree: {}",
-                measured.wall.as_secs_f64(),
-                measured.peak_rss_mib(),
-                match &agree {
-                    Ok(a) => format!("yes, {} figures", a.figures),
-                    Err(e) => format!("NO: {e}"),
+            // A failure here (DuckDB out of memory, say) is a finding, not the end of the run.
+            let same = match run_duckdb(&answers_script, &dir, config.threads) {
+                Ok((measured, answers)) => {
+                    let agree = crate::same_answers::compare(&ours.stdout, &answers);
+                    progress(&format!(
+                        "{size}: DuckDB computing the same answers {:.1} s, peak RSS {:.0} MiB; agree: {}",
+                        measured.wall.as_secs_f64(),
+                        measured.peak_rss_mib(),
+                        match &agree {
+                            Ok(a) => format!("yes, {} figures", a.figures),
+                            Err(e) => format!("NO: {e}"),
+                        }
+                    ));
+                    Ok((measured, agree))
                 }
-            ));
-            (Some(bare), Some((measured, agree)))
+                Err(e) => {
+                    progress(&format!(
+                        "{size}: DuckDB could not compute the same answers: {e}"
+                    ));
+                    Err(e.to_string())
+                }
+            };
+            (Some(bare), Some(same))
         } else {
             (None, None)
+        };
+        let (same_answers, same_answers_failed) = match same_answers {
+            Some(Ok(s)) => (Some(s), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
         };
         let cluster = if config.cluster_executors > 0 {
             Some(on_cluster(config, &dir, &ours.stdout, progress)?)
@@ -149,6 +167,7 @@ pub fn run(
             ours,
             duckdb,
             same_answers,
+            same_answers_failed,
             cluster,
         });
     }
@@ -307,7 +326,10 @@ pub fn to_markdown(rows: &[AnalysisRow]) -> String {
                 a.largest_quantile_difference * 100.0
             ),
             Some((_, Err(e))) => format!("NO: {e}"),
-            None => "—".into(),
+            None => match &r.same_answers_failed {
+                Some(e) => format!("DuckDB failed: {e}"),
+                None => "—".into(),
+            },
         };
         out.push_str(&format!(
             "| {} | {:.0} MiB, {} files | {:.2} s | {:.0} MiB | {:.2} | {per_m:.2} | {} | {} | {agree} |\n",

@@ -1,5 +1,5 @@
 //! Decision quality, measured: simulated canaries analysed every few simulated minutes by the real
-//! verdict code (`decision::decide`), under `fixed` and `sequential` tests.
+//! verdict code (`decide::decide`), under `fixed` and `sequential` tests.
 //!
 //! An automated rollback is trusted only if two numbers are known: how often it rolls back a
 //! healthy canary when it is re-analysed as data arrives (the false-rollback rate, which must stay

@@ -1,5 +1,5 @@
 //! Per-variant metrics and the comparisons of each variant with the baseline, from the users of
-//! one experiment. Pure: the decision is made from these in `decision`.
+//! one experiment. Pure: the decision is made from these in `decide`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -232,7 +232,7 @@ fn widen(estimate: Option<Estimate>, horizon: Horizon, alpha: f64) -> Option<Est
 }
 
 /// Every comparison of `variant` with `base`. Guardrail fields are filled in except the corrected
-/// p-values and the breach, which need all guardrails of the experiment (see `decision`).
+/// p-values and the breach, which need all guardrails of the experiment (see `decide`).
 pub fn compare(
     base: &VariantStats,
     variant: &VariantStats,

@@ -67,8 +67,9 @@ pub fn append(data_dir: &Path, run: &Run, reports: &[Report]) -> Result<Vec<Path
     Ok(written)
 }
 
-/// `rows` as a batch of `table`'s schema: serde matches the rows' fields to its columns by name
-/// (a field the schema lacks, or a column no field fills, is an error the tests would meet).
+/// `rows` as a batch of `table`'s schema: serde matches the rows' fields to its columns by name.
+/// serde_arrow ignores a field the schema lacks and fills a nullable column no field names with
+/// nulls, so a test holds every column to a value (`every_history_column_is_filled`).
 fn batch<T: Serialize>(table: HistoryTable, rows: &[T]) -> Result<RecordBatch> {
     Ok(serde_arrow::to_record_batch(
         table.schema().fields(),
@@ -335,6 +336,48 @@ mod tests {
         );
     }
 
+    /// serde_arrow fills a column no row field names with nulls: every column of both tables
+    /// must get values from a report that has them all (a guardrail, CUPED, an SRM test).
+    #[test]
+    fn every_history_column_is_filled() {
+        use arrow::array::Array;
+        let users = crate::read::summary::ExperimentSummary::from_user_rows(
+            vec![("v1", rows(400, 1)), ("v2", rows(100, 3))],
+            None,
+        );
+        let file = crate::ExperimentsFile::parse(
+            "[experiments.checkout]\nweights = { v1 = 0.8, v2 = 0.2 }\n",
+        )
+        .unwrap();
+        let report = crate::decide::decide("checkout", &users, &file.settings("checkout"));
+        assert!(
+            report.comparisons.iter().any(|c| c.cuped.is_some()),
+            "CUPED was used"
+        );
+        let run = Run::now("analyze");
+        let reports = std::slice::from_ref(&report);
+        for (table, batch) in [
+            (
+                HistoryTable::Results,
+                batch(HistoryTable::Results, &result_rows(&run, reports)).unwrap(),
+            ),
+            (
+                HistoryTable::Decisions,
+                batch(HistoryTable::Decisions, &decision_rows(&run, reports)).unwrap(),
+            ),
+        ] {
+            assert!(batch.num_rows() > 0);
+            for (field, column) in table.schema().fields().iter().zip(batch.columns()) {
+                assert!(
+                    column.null_count() < column.len(),
+                    "{}.{} is never filled",
+                    table.name(),
+                    field.name()
+                );
+            }
+        }
+    }
+
     fn rows(n: usize, errors: u64) -> crate::read::summary::UserRows {
         crate::read::summary::UserRows::from_rows(
             (0..n)
@@ -344,6 +387,12 @@ mod tests {
                         errors,
                         converted: u % 5 == 0,
                         revenue: if u % 5 == 0 { 20.0 } else { 0.0 },
+                        // Spenders spent before too: CUPED has history to use.
+                        pre_revenue: if u % 5 == 0 {
+                            15.0 + (u % 3) as f64
+                        } else {
+                            0.0
+                        },
                         ..Default::default()
                     };
                     (

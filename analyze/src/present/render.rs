@@ -42,12 +42,9 @@ fn value_of(c: &Comparison, v: Option<f64>) -> String {
     }
 }
 
-/// The variant table; `with_ci` adds each metric's confidence interval under its value (pages
-/// and Markdown, where there is room).
-pub(crate) fn variant_rows(
-    report: &Report,
-    with_ci: bool,
-) -> (Vec<&'static str>, Vec<Vec<String>>) {
+/// The variant table, the experiments file's own metrics (`[[metrics]]`) last; `with_ci` adds
+/// each metric's confidence interval under its value (pages and Markdown, where there is room).
+pub(crate) fn variant_rows(report: &Report, with_ci: bool) -> (Vec<String>, Vec<Vec<String>>) {
     let ci = |i: Option<crate::decide::report::Interval>, scale: f64, digits: usize| match i {
         Some(i) if with_ci => format!(" [{:.digits$}, {:.digits$}]", i.low * scale, i.high * scale),
         _ => String::new(),
@@ -60,7 +57,12 @@ pub(crate) fn variant_rows(
             _ => value,
         }
     };
-    let header = vec![
+    let defined: Vec<&String> = report
+        .variants
+        .first()
+        .map(|v| v.metrics.keys().collect())
+        .unwrap_or_default();
+    let header = [
         "variant",
         "users",
         "share",
@@ -72,12 +74,20 @@ pub(crate) fn variant_rows(
         "p99 ms",
         "conversion",
         "revenue/user",
-    ];
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(defined.iter().map(|m| m.to_string()))
+    .collect();
     let rows = report
         .variants
         .iter()
         .map(|v| {
-            vec![
+            let own = defined.iter().map(|m| {
+                let value = v.metrics.get(*m);
+                num(value.and_then(|x| x.value), 3) + &ci(value.and_then(|x| x.ci), 1.0, 3)
+            });
+            let mut row = vec![
                 v.name.clone(),
                 v.users.to_string(),
                 format!("{:.2}%", v.share * 100.0),
@@ -89,14 +99,16 @@ pub(crate) fn variant_rows(
                 q(v, "p99"),
                 pct(v.conversion_rate) + &ci(v.conversion_rate_ci, 100.0, 3),
                 num(v.revenue_per_user, 3) + &ci(v.revenue_per_user_ci, 1.0, 3),
-            ]
+            ];
+            row.extend(own);
+            row
         })
         .collect();
     (header, rows)
 }
 
-pub(crate) fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let header = vec![
+pub(crate) fn comparison_rows(report: &Report) -> (Vec<String>, Vec<Vec<String>>) {
+    let header = [
         "metric",
         "variant",
         "baseline",
@@ -107,7 +119,9 @@ pub(crate) fn comparison_rows(report: &Report) -> (Vec<&'static str>, Vec<Vec<St
         "lift CI",
         "p",
         "guardrail",
-    ];
+    ]
+    .map(String::from)
+    .to_vec();
     let rows = report
         .comparisons
         .iter()

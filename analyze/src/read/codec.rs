@@ -1,5 +1,6 @@
-//! Little-endian bytes for aggregate states: what a user's events look like between a partial
-//! and a final aggregate, in a spill file or on the wire between Ballista executors.
+//! Little-endian bytes for aggregate states: what a user's events or an arm's latency distribution
+//! look like in a spill file, between a partial and a final aggregate, or on the wire between
+//! Ballista executors.
 
 /// Appends values.
 #[derive(Debug, Default)]

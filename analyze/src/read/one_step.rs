@@ -6,7 +6,7 @@
 //! (each batch holds a few events of many users: a quarter as many states as events), and every
 //! state is the user's events encoded as bytes, then decoded and merged after the shuffle. Hashing
 //! the events themselves to their user's partition and aggregating there once skips the encoding,
-//! the second hash table and the merge. The rule only reorders what EnforceDistribution planned
+//! the second hash table and the merge. The rule only reorders what EnsureRequirements planned
 //! (Final ← hash shuffle ← Partial becomes SinglePartitioned ← the same hash shuffle), so the plan
 //! runs the same way on one machine and on a Ballista cluster (a scheduler adds the rule too), and
 //! the aggregate still spills past the memory pool (its spilled states are merged as before).
@@ -67,9 +67,13 @@ fn in_one_step(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn Execution
     let Some(shuffle) = last.input().downcast_ref::<RepartitionExec>() else {
         return Ok(None);
     };
+    // An order-preserving shuffle keeps an order some parent may need: leave it as planned.
     let Partitioning::Hash(_, partitions) = shuffle.partitioning() else {
         return Ok(None);
     };
+    if shuffle.preserve_order() {
+        return Ok(None);
+    }
     let Some(first) = shuffle.input().downcast_ref::<AggregateExec>() else {
         return Ok(None);
     };

@@ -530,5 +530,19 @@ async fn user_defined_metrics_sum_what_each_users_events_say() {
                 "no comparison of {name}"
             );
         }
+        // The variant tables (terminal, Markdown, pages) have a column per defined metric.
+        let markdown = crate::present::render::to_markdown(std::slice::from_ref(&report));
+        let header = markdown
+            .lines()
+            .find(|l| l.starts_with("| variant |"))
+            .unwrap();
+        assert!(
+            header.ends_with(
+                "| revenue/user | actions | engaged_share | engagement | purchase_value |"
+            ),
+            "{header}"
+        );
+        let v1_row = markdown.lines().find(|l| l.starts_with("| v1 |")).unwrap();
+        assert!(v1_row.contains("| 0.500"), "{v1_row}");
     }
 }

@@ -12,9 +12,9 @@
 //! the user (copies share the user); two distinct events of one user collide with probability
 //! ~k²/2⁶⁵ for k events.
 //!
-//! The state is the user's events as bytes (Binary), so DataFusion can spill it, merge partial
-//! aggregates and ship it between Ballista executors; strings are interned per accumulator and
-//! written out by value.
+//! The state is the user's events as bytes (Binary), so DataFusion can spill it and merge what it
+//! spilled (and, were the plan to keep a partial step, merge partial aggregates: the plan shuffles
+//! the events instead, `one_step`); strings are interned per accumulator and written out by value.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
