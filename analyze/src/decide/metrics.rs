@@ -2,7 +2,6 @@
 //! one experiment. Pure: the decision is made from these in `decide`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::config::user_metrics::UserMetric;
 use crate::config::{ExperimentSettings, GuardrailSpec, Method, Metric};
@@ -13,8 +12,8 @@ use crate::decide::report::{
 use crate::read::metric_columns::UserMetricStats;
 use crate::read::summary::ArmSummary;
 use crate::stats::{
-    self, ArmEstimate, CovariateSums, Estimate, Harm, Horizon, LatencyDistribution, MarginResult,
-    MeanStats, QuantileEstimate, RatioStats, Scale, ThresholdRule,
+    self, ArmEstimate, Estimate, Harm, Horizon, MarginResult, MeanStats, QuantileEstimate,
+    RatioStats, Scale, ThresholdRule,
 };
 
 /// The least share of variance CUPED must remove to be used.
@@ -23,53 +22,31 @@ pub const MIN_CUPED_REDUCTION: f64 = 0.01;
 /// Quantiles reported for latency.
 pub const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)];
 
-/// Sufficient statistics of one variant.
+/// Sufficient statistics of one variant: its arm, and what the tests derive from it once.
 #[derive(Debug)]
 pub struct VariantStats {
     /// Variant name.
     pub name: String,
-    /// Users.
-    pub users: u64,
-    /// Errors over requests, per user (users with requests only).
-    pub errors: RatioStats,
-    /// Conversion 0/1 per user.
-    pub conversion: MeanStats,
-    /// Revenue per user, zeros included.
-    pub revenue: MeanStats,
-    /// (Converted before exposure, converted after) per user, for CUPED.
-    pub conversion_pre: CovariateSums,
-    /// (Revenue before exposure, revenue after) per user, for CUPED.
-    pub revenue_pre: CovariateSums,
+    /// Its users' sums and latency distribution, as the plan gave them.
+    pub arm: ArmSummary,
     /// Latency quantiles (user-clustered CIs).
     pub quantiles: Vec<Option<QuantileEstimate>>,
-    /// Live latencies by user, for the rank test.
-    pub latencies: Arc<LatencyDistribution>,
     /// 1 − confidence, for the per-variant intervals.
     pub alpha: f64,
-    /// The user-defined metrics, in the experiments file's order.
-    pub user_metrics: Vec<UserMetricStats>,
 }
 
 impl VariantStats {
     /// A variant's statistics from its arm, at confidence level 1 − `alpha`.
     pub fn from_summary(name: &str, arm: &ArmSummary, alpha: f64) -> Self {
-        let sample = Arc::clone(&arm.latencies);
         let quantiles = QUANTILES
             .iter()
-            .map(|(_, nu)| sample.quantile(*nu, alpha))
+            .map(|(_, nu)| arm.latencies.quantile(*nu, alpha))
             .collect();
         VariantStats {
             name: name.to_string(),
-            users: arm.users,
-            errors: arm.errors,
-            conversion: arm.conversion,
-            revenue: arm.revenue,
-            conversion_pre: arm.conversion_pre,
-            revenue_pre: arm.revenue_pre,
+            arm: arm.clone(),
             quantiles,
-            latencies: sample,
             alpha,
-            user_metrics: arm.user_metrics.clone(),
         }
     }
 
@@ -98,8 +75,8 @@ impl VariantStats {
     /// The report's view of the variant; `total_users` gives its share, `defined` the names of
     /// its user-defined metrics.
     pub fn metrics(&self, total_users: u64, defined: &[UserMetric]) -> VariantMetrics {
-        let requests = self.errors.sum_y.round() as u64;
-        let errors = self.errors.sum_x.round() as u64;
+        let requests = self.arm.errors.sum_y.round() as u64;
+        let errors = self.arm.errors.sum_x.round() as u64;
         let q = |i: usize| self.p(i).map(|e| e.estimate);
         let latency_ci = QUANTILES
             .iter()
@@ -116,35 +93,39 @@ impl VariantStats {
                 )
             })
             .collect();
-        let per_user = |v: f64| (self.users > 0).then(|| v / self.users as f64);
+        let per_user = |v: f64| (self.arm.users > 0).then(|| v / self.arm.users as f64);
         VariantMetrics {
             name: self.name.clone(),
-            users: self.users,
+            users: self.arm.users,
             share: if total_users > 0 {
-                self.users as f64 / total_users as f64
+                self.arm.users as f64 / total_users as f64
             } else {
                 0.0
             },
             requests,
             errors,
             error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
-            error_rate_ci: self.interval(self.errors.ratio(), self.errors.variance(), (0.0, 1.0)),
+            error_rate_ci: self.interval(
+                self.arm.errors.ratio(),
+                self.arm.errors.variance(),
+                (0.0, 1.0),
+            ),
             latency_ms: Latency {
                 p50: q(0),
                 p95: q(1),
                 p99: q(2),
             },
             latency_ci,
-            conversions: self.conversion.sum.round() as u64,
-            conversion_rate: per_user(self.conversion.sum),
-            conversion_rate_ci: self.mean_interval(&self.conversion, (0.0, 1.0)),
-            revenue: self.revenue.sum,
-            revenue_per_user: per_user(self.revenue.sum),
+            conversions: self.arm.conversion.sum.round() as u64,
+            conversion_rate: per_user(self.arm.conversion.sum),
+            conversion_rate_ci: self.mean_interval(&self.arm.conversion, (0.0, 1.0)),
+            revenue: self.arm.revenue.sum,
+            revenue_per_user: per_user(self.arm.revenue.sum),
             revenue_per_user_ci: self
-                .mean_interval(&self.revenue, (f64::NEG_INFINITY, f64::INFINITY)),
+                .mean_interval(&self.arm.revenue, (f64::NEG_INFINITY, f64::INFINITY)),
             metrics: defined
                 .iter()
-                .zip(&self.user_metrics)
+                .zip(&self.arm.user_metrics)
                 .map(|(m, stats)| (m.name.clone(), self.user_metric_value(stats)))
                 .collect(),
         }
@@ -215,7 +196,7 @@ pub fn horizon(
     match settings.method {
         Method::Fixed => Horizon::Fixed,
         Method::Sequential => Horizon::Sequential {
-            n: (base.users + variant.users) as f64,
+            n: (base.arm.users + variant.arm.users) as f64,
             n_star: settings.n_star,
         },
     }
@@ -243,14 +224,22 @@ pub fn compare(
     let at = |e: Option<Estimate>| widen(e, h, alpha);
     let mut out = Vec::new();
 
-    let rate = |s: &VariantStats| (s.errors.sum_y > 0.0).then(|| s.errors.ratio());
+    let rate = |s: &VariantStats| (s.arm.errors.sum_y > 0.0).then(|| s.arm.errors.ratio());
     let error_rate = comparison(
         Metric::ErrorRate,
         base,
         variant,
         (rate(base), rate(variant)),
-        at(stats::ratio_diff(&base.errors, &variant.errors, alpha)),
-        at(stats::ratio_relative(&base.errors, &variant.errors, alpha)),
+        at(stats::ratio_diff(
+            &base.arm.errors,
+            &variant.arm.errors,
+            alpha,
+        )),
+        at(stats::ratio_relative(
+            &base.arm.errors,
+            &variant.arm.errors,
+            alpha,
+        )),
         alpha,
     );
     out.push(error_rate);
@@ -284,17 +273,17 @@ pub fn compare(
     for (metric, b, v, b_pre, v_pre) in [
         (
             Metric::ConversionRate,
-            &base.conversion,
-            &variant.conversion,
-            &base.conversion_pre,
-            &variant.conversion_pre,
+            &base.arm.conversion,
+            &variant.arm.conversion,
+            &base.arm.conversion_pre,
+            &variant.arm.conversion_pre,
         ),
         (
             Metric::RevenuePerUser,
-            &base.revenue,
-            &variant.revenue,
-            &base.revenue_pre,
-            &variant.revenue_pre,
+            &base.arm.revenue,
+            &variant.arm.revenue,
+            &base.arm.revenue_pre,
+            &variant.arm.revenue_pre,
         ),
     ] {
         // With pre-exposure values, the test runs on the CUPED-adjusted values; the values
@@ -328,7 +317,10 @@ pub fn compare(
         }
     }
     for (i, m) in settings.metrics.iter().enumerate() {
-        let (Some(b), Some(v)) = (base.user_metrics.get(i), variant.user_metrics.get(i)) else {
+        let (Some(b), Some(v)) = (
+            base.arm.user_metrics.get(i),
+            variant.arm.user_metrics.get(i),
+        ) else {
             continue;
         };
         let ratio = |r: &RatioStats| (r.sum_y != 0.0).then(|| r.ratio());
@@ -390,14 +382,19 @@ fn guardrail(
         && rule.scale == Scale::Ratio
         && rule.harm == Harm::Increase;
     let (result, test) = if error_ratio {
-        let margin =
-            stats::ratio_margin_test_at(&base.errors, &variant.errors, rule.threshold, alpha, h);
-        let observed = (base.errors.ratio() > 0.0 && variant.errors.sum_y > 0.0)
-            .then(|| variant.errors.ratio() / base.errors.ratio());
+        let margin = stats::ratio_margin_test_at(
+            &base.arm.errors,
+            &variant.arm.errors,
+            rule.threshold,
+            alpha,
+            h,
+        );
+        let observed = (base.arm.errors.ratio() > 0.0 && variant.arm.errors.sum_y > 0.0)
+            .then(|| variant.arm.errors.ratio() / base.arm.errors.ratio());
         let result = MarginResult {
             observed,
-            bound: stats::ratio_upper_bound_at(&base.errors, &variant.errors, alpha, h),
-            p_harm: (variant.errors.sum_y > 0.0).then_some(margin.p_value),
+            bound: stats::ratio_upper_bound_at(&base.arm.errors, &variant.arm.errors, alpha, h),
+            p_harm: (variant.arm.errors.sum_y > 0.0).then_some(margin.p_value),
         };
         (result, if margin.exact { "exact_poisson" } else { "z" })
     } else {
@@ -443,9 +440,9 @@ fn arm(metric: &Metric, s: &VariantStats) -> Option<ArmEstimate> {
         });
     }
     match metric {
-        Metric::ErrorRate => ratio_estimate(&s.errors),
-        Metric::ConversionRate => mean_estimate(&s.conversion),
-        Metric::RevenuePerUser => mean_estimate(&s.revenue),
+        Metric::ErrorRate => ratio_estimate(&s.arm.errors),
+        Metric::ConversionRate => mean_estimate(&s.arm.conversion),
+        Metric::RevenuePerUser => mean_estimate(&s.arm.revenue),
         // Guardrails name only the metrics above (`Metric::guardrail_named`); defined metrics
         // have their own estimate (`user_estimate`).
         _ => None,
@@ -472,7 +469,7 @@ fn ratio_estimate(r: &RatioStats) -> Option<ArmEstimate> {
 /// is slower than one of the other), ties counted ½, and the p-value the rank-sum test's. Requests
 /// are treated as independent, so it is descriptive, never a guardrail (the clustered p99 test is).
 fn latency_rank(base: &VariantStats, variant: &VariantStats, alpha: f64) -> Option<Comparison> {
-    let (b, v) = (&base.latencies, &variant.latencies);
+    let (b, v) = (&base.arm.latencies, &variant.arm.latencies);
     let test = b.mann_whitney(v)?;
     let slower = test.u / (b.len() as f64 * v.len() as f64);
     Some(Comparison {
@@ -503,15 +500,15 @@ pub fn blast_radius(
     settings: &ExperimentSettings,
 ) -> BlastRadius {
     let alpha = settings.alpha();
-    let excess = stats::excess_errors(&base.errors, &variant.errors, alpha);
+    let excess = stats::excess_errors(&base.arm.errors, &variant.arm.errors, alpha);
     let share = if total_users > 0 {
-        variant.users as f64 / total_users as f64
+        variant.arm.users as f64 / total_users as f64
     } else {
         0.0
     };
     let cap_p = settings
         .traffic_cap
-        .map(|cap| stats::share_above_cap_p(variant.users, total_users, cap));
+        .map(|cap| stats::share_above_cap_p(variant.arm.users, total_users, cap));
     BlastRadius {
         variant: variant.name.clone(),
         excess_errors: excess.estimate,

@@ -53,7 +53,7 @@ pub fn decide(
     let stats_by_variant = variant_stats(&users.variants, alpha);
     let names: Vec<&String> = stats_by_variant.keys().collect();
     let baseline = pick_baseline(settings, &names);
-    let total_users: u64 = stats_by_variant.values().map(|v| v.users).sum();
+    let total_users: u64 = stats_by_variant.values().map(|v| v.arm.users).sum();
     let real_users = users.real_users();
     let multiple_share = if real_users > 0 {
         users.multiple_variants as f64 / real_users as f64
@@ -92,7 +92,7 @@ pub fn decide(
             names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         )),
         (Some(b), None) => invalid.push(format!("the baseline variant {b:?} has no users")),
-        (Some(_), Some(s)) if s.users == 0 => invalid.push("the baseline has no users".into()),
+        (Some(_), Some(s)) if s.arm.users == 0 => invalid.push("the baseline has no users".into()),
         _ => {}
     }
 
@@ -210,7 +210,7 @@ fn correct_guardrails(
     let min_users_ok = |name: &str| {
         stats_by_variant
             .get(name)
-            .is_some_and(|v| v.users >= settings.min_users)
+            .is_some_and(|v| v.arm.users >= settings.min_users)
     };
     for (&i, &p_adj) in guardrail_idx.iter().zip(&adjusted) {
         let c = &mut comparisons[i];
@@ -283,11 +283,11 @@ fn pending_reasons(
 ) -> Vec<String> {
     let mut pending = Vec::new();
     for (name, v) in stats_by_variant {
-        if v.users < settings.min_users {
+        if v.arm.users < settings.min_users {
             pending.push(format!(
                 "{name} needs {} more users (has {} of {})",
-                settings.min_users - v.users,
-                v.users,
+                settings.min_users - v.arm.users,
+                v.arm.users,
                 settings.min_users
             ));
         }
@@ -388,7 +388,7 @@ fn srm_check(
 ) -> Srm {
     let counts: BTreeMap<String, u64> = stats_by_variant
         .iter()
-        .map(|(n, v)| (n.clone(), v.users))
+        .map(|(n, v)| (n.clone(), v.arm.users))
         .collect();
     let Some(weights) = &settings.weights else {
         return Srm {
