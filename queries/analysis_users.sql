@@ -1,7 +1,7 @@
 -- analysis_users: per assigned user and experiment (dimension 'all'), and per endpoint and region of each user decided on: variant, flags, live requests, errors, latencies, business events after and before first exposure.
 -- Stage 1 of the analysis (README.md shows the stages). One aggregate grouped by user over
 -- everything a user did, in one pass and one shuffle, with no join: `user_experiments`
--- (analyze/src/read/user_state.rs) keeps each user's live requests, exposures and business events
+-- (analyze/src/read/user_state/) keeps each user's live requests, exposures and business events
 -- as numbers, counts each event_id once, and emits one row per experiment the user is assigned in
 -- (by an exposure or a live request; shadow and mirror calls do not assign) and, for the users
 -- decided on (not synthetic, in one variant), one row per endpoint and per region they used.

@@ -56,6 +56,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
                 work_dir: args.work_dir,
                 shiftright: std::env::current_exe().context("finding this binary")?,
                 duckdb: !args.no_duckdb,
+                duckdb_timeout: args.duckdb_timeout,
                 generate_only: args.generate_only,
                 threads: args
                     .threads

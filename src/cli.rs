@@ -118,6 +118,11 @@ pub struct BenchAnalysisArgs {
     /// Skip DuckDB (needs `pip install duckdb`).
     #[arg(long)]
     pub no_duckdb: bool,
+    /// Stop DuckDB's same-answers script after this long (e.g. `10m`) and record that it gave
+    /// up, instead of waiting: at 100M it needs more memory than most machines have and spills.
+    /// Default: no limit.
+    #[arg(long, env = "SHIFTRIGHT_BENCH_DUCKDB_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub duckdb_timeout: Option<Duration>,
     /// Only generate the data of each size (e.g. ahead of a measured run); measure nothing.
     #[arg(long)]
     pub generate_only: bool,

@@ -29,6 +29,9 @@ pub struct AnalysisBenchConfig {
     pub shiftright: PathBuf,
     /// Run DuckDB beside it (needs `python3 -c 'import duckdb'`).
     pub duckdb: bool,
+    /// How long DuckDB's same-answers script may run before it is stopped (its row then says
+    /// so); `None`: as long as it takes.
+    pub duckdb_timeout: Option<std::time::Duration>,
     /// Only make sure the data exists; measure nothing (and return no rows).
     pub generate_only: bool,
     /// DuckDB's threads; the machine's cores by default, as DuckDB would pick.
@@ -118,14 +121,14 @@ pub fn run(
             ours.peak_rss_mib()
         ));
         let (duckdb, same_answers) = if config.duckdb {
-            let bare = run_duckdb(&script, &dir, config.threads)?.0;
+            let bare = run_duckdb(&script, &dir, config.threads, None)?.0;
             progress(&format!(
                 "{size}: DuckDB's bare aggregates {:.1} s, peak RSS {:.0} MiB",
                 bare.wall.as_secs_f64(),
                 bare.peak_rss_mib()
             ));
             // A failure here (DuckDB out of memory, say) is a finding, not the end of the run.
-            let same = match run_duckdb(&answers_script, &dir, config.threads) {
+            let same = match run_duckdb(&answers_script, &dir, config.threads, config.duckdb_timeout) {
                 Ok((measured, answers)) => {
                     let agree = crate::same_answers::compare(&ours.stdout, &answers);
                     progress(&format!(
@@ -286,11 +289,37 @@ fn analyze_command(config: &AnalysisBenchConfig, dir: &Path, cluster: Option<&st
     command
 }
 
-/// Runs a DuckDB script over `dir` as a measured child; its JSON output.
-fn run_duckdb(script: &Path, dir: &Path, threads: usize) -> Result<(Measured, serde_json::Value)> {
-    let mut cmd = Command::new("python3");
+/// `timeout`'s exit code when it stopped its command.
+const TIMED_OUT: i32 = 124;
+
+/// Runs a DuckDB script over `dir` as a measured child, stopped after `limit` if given (by
+/// coreutils' `timeout`, whose rusage covers the script it waited for); its JSON output.
+fn run_duckdb(
+    script: &Path,
+    dir: &Path,
+    threads: usize,
+    limit: Option<std::time::Duration>,
+) -> Result<(Measured, serde_json::Value)> {
+    let mut cmd = match limit {
+        Some(limit) => {
+            // In the foreground, so that a Ctrl-C of the bench reaches the script too; killed
+            // if it ignores the first signal.
+            let mut cmd = Command::new("timeout");
+            cmd.args(["--foreground", "--kill-after=30s"])
+                .arg(format!("{}s", limit.as_secs_f64()))
+                .arg("python3");
+            cmd
+        }
+        None => Command::new("python3"),
+    };
     cmd.arg(script).arg(dir).arg(threads.to_string());
-    let measured = run_measured(cmd, &[0])?;
+    let measured = run_measured(cmd, &[0, TIMED_OUT])?;
+    if let (Some(limit), Some(TIMED_OUT)) = (limit, measured.exit_code) {
+        return Err(Error::Child {
+            what: format!("the DuckDB script {}", script.display()),
+            detail: format!("stopped after {limit:?} (--duckdb-timeout)"),
+        });
+    }
     let parsed = serde_json::from_str(measured.stdout.trim()).map_err(|e| Error::Child {
         what: format!("the DuckDB script {}", script.display()),
         detail: format!("printed no JSON: {e}"),

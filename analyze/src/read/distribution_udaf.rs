@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use super::udaf::{bad_state, binary, cast, selected, OneGroup};
+use super::udaf::{bad_state, binary, cast, selected, state_per_row, OneGroup};
 use crate::stats::DistributionBuilder;
 
 /// The function's SQL name.
@@ -195,11 +195,7 @@ impl GroupsAccumulator for DistributionGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> DFResult<Vec<ArrayRef>> {
-        let mut one_each = DistributionGroups::new(self.input);
-        let rows = values[0].len();
-        let indices: Vec<usize> = (0..rows).collect();
-        one_each.update_batch(values, &indices, opt_filter, rows)?;
-        one_each.state(EmitTo::All)
+        state_per_row(DistributionGroups::new(self.input), values, opt_filter)
     }
 
     fn size(&self) -> usize {

@@ -14,14 +14,17 @@ pub fn hasher() -> foldhash::quality::FixedState {
     foldhash::quality::FixedState::with_seed(0x5EED_5A11_F00D_CAFE)
 }
 
-/// Strings numbered densely in order of first sight, stored in one buffer (a user id costs its
-/// bytes and about 13 more, not a `String` of its own).
+/// Strings numbered densely in order of first sight, stored in one buffer (a name costs its bytes
+/// and about 13 more, not a `String` of its own).
 #[derive(Debug, Default)]
 pub struct Interner {
-    bytes: Vec<u8>,
-    /// End of each string in `bytes`.
+    /// Every string, one after another (a `String`, so slicing it needs no UTF-8 check).
+    text: String,
+    /// End of each string in `text`.
     ends: Vec<usize>,
     table: HashTable<u32>,
+    /// The length of the longest string, in bytes.
+    longest: usize,
 }
 
 impl Interner {
@@ -39,11 +42,12 @@ impl Interner {
             return id;
         }
         let id = self.ends.len() as u32;
-        self.bytes.extend_from_slice(text.as_bytes());
-        self.ends.push(self.bytes.len());
-        let (bytes, ends) = (&self.bytes, &self.ends);
+        self.text.push_str(text);
+        self.ends.push(self.text.len());
+        self.longest = self.longest.max(text.len());
+        let (all, ends) = (&self.text, &self.ends);
         self.table.insert_unique(hash, id, |&id| {
-            hasher().hash_one(Self::range(bytes, ends, id))
+            hasher().hash_one(Self::range(all, ends, id).as_bytes())
         });
         id
     }
@@ -57,22 +61,23 @@ impl Interner {
 
     /// The string numbered `id`.
     pub fn get(&self, id: u32) -> &str {
-        Self::str_of(self.bytes_of(id))
+        Self::range(&self.text, &self.ends, id)
     }
 
     fn bytes_of(&self, id: u32) -> &[u8] {
-        Self::range(&self.bytes, &self.ends, id)
+        self.get(id).as_bytes()
     }
 
-    fn range<'a>(bytes: &'a [u8], ends: &[usize], id: u32) -> &'a [u8] {
+    fn range<'a>(all: &'a str, ends: &[usize], id: u32) -> &'a str {
         let id = id as usize;
         let start = if id == 0 { 0 } else { ends[id - 1] };
-        &bytes[start..ends[id]]
+        // Only whole `&str`s are appended, so every range lies on character boundaries.
+        &all[start..ends[id]]
     }
 
-    fn str_of(bytes: &[u8]) -> &str {
-        // Only whole `&str`s are appended, so every range is valid UTF-8.
-        std::str::from_utf8(bytes).unwrap_or_default()
+    /// The length in bytes of the longest string numbered.
+    pub fn longest(&self) -> usize {
+        self.longest
     }
 
     /// How many strings are numbered.
@@ -86,7 +91,7 @@ impl Interner {
 
     /// Heap bytes held (for a memory pool's accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 8 + self.table.capacity() * 5
+        self.text.capacity() + self.ends.capacity() * 8 + self.table.capacity() * 5
     }
 }
 
@@ -106,5 +111,8 @@ mod tests {
         assert_eq!(names.find("a"), Some(1));
         assert_eq!(names.find("d"), None);
         assert_eq!(names.len(), 4);
+        assert_eq!(names.longest(), 1);
+        names.intern("été");
+        assert_eq!((names.get(4), names.longest()), ("été", 5));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, StringViewArray};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, StringViewArray};
 use arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result as DFResult, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
@@ -87,8 +87,21 @@ pub fn binary(array: &ArrayRef) -> DFResult<&BinaryArray> {
     })
 }
 
+/// `GroupsAccumulator::convert_to_state` by way of `fresh`, an empty accumulator given one group
+/// per row.
+pub fn state_per_row(
+    mut fresh: impl GroupsAccumulator,
+    values: &[ArrayRef],
+    opt_filter: Option<&BooleanArray>,
+) -> DFResult<Vec<ArrayRef>> {
+    let rows = values.first().map_or(0, |v| v.len());
+    let indices: Vec<usize> = (0..rows).collect();
+    fresh.update_batch(values, &indices, opt_filter, rows)?;
+    fresh.state(EmitTo::All)
+}
+
 /// Whether row `i` is selected by the aggregate's FILTER clause.
-pub fn selected(filter: Option<&arrow::array::BooleanArray>, i: usize) -> bool {
+pub fn selected(filter: Option<&BooleanArray>, i: usize) -> bool {
     filter.is_none_or(|f| f.is_valid(i) && f.value(i))
 }
 
