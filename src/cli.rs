@@ -5,13 +5,20 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod live;
+pub use live::{DecisionArgs, FailOn, LiveArgs, ServeArgs, WatchArgs};
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success; for analyze: every verdict is PROMOTE or CONTINUE
   1  runtime error (the message says what failed and why)
   2  usage error
-  3  analyze: at least one experiment's verdict is ROLLBACK
-  4  analyze: at least one experiment is INVALID (and none is ROLLBACK)";
+  3  analyze, watch: ROLLBACK (analyze: at least one experiment's verdict)
+  4  analyze, watch: INVALID (and none is ROLLBACK)
+  5  watch: no decision within --timeout; analyze --fail-on continue: a CONTINUE
+  6  analyze --fail-on promote: a PROMOTE
+With --fail-on, analyze exits non-zero only for the verdicts named (default: rollback,invalid);
+watch ends 0 on PROMOTE over fresh data.";
 
 /// shiftright: experimentation analytics for teams that test in production.
 ///
@@ -49,6 +56,15 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve an embedded Kafka broker (librdkafka's mock cluster) on loopback until interrupted.
     Broker(BrokerArgs),
+    /// Keep each live experiment's verdict fresh and serve it over HTTP: for Argo Rollouts (the
+    /// `web` provider), Flagger (webhooks), Prometheus (/metrics), and a decisions topic. See the
+    /// README's "Gating a rollout".
+    Serve(ServeArgs),
+    /// Re-evaluate one experiment every interval, print each verdict change, and exit on its
+    /// decision: 3 ROLLBACK, 4 INVALID, 0 PROMOTE, 5 at --timeout. For pipelines that gate on a
+    /// command (GitHub Actions, Jenkins, Spinnaker).
+    #[command(after_help = EXIT_CODES)]
+    Watch(WatchArgs),
     /// Produce JSON lines (one message per line) to a topic, e.g. to replay fixed dead letters.
     Produce(ProduceArgs),
     /// Run a Ballista scheduler that knows the analysis' functions; `analyze`, `report` and
@@ -353,6 +369,17 @@ pub struct AnalyzeArgs {
     /// `decisions` of `shiftright query`). By default every run is recorded.
     #[arg(long, env = "SHIFTRIGHT_NO_HISTORY")]
     pub no_history: bool,
+    /// The verdicts that make the exit code non-zero (comma-separated): rollback (3), invalid
+    /// (4), continue (5), promote (6), or none. For Argo's `job` provider, which fails on any
+    /// non-zero exit: `--fail-on rollback` lets an INVALID experiment pass.
+    #[arg(
+        long,
+        env = "SHIFTRIGHT_FAIL_ON",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "rollback,invalid"
+    )]
+    pub fail_on: Vec<FailOn>,
     #[command(flatten)]
     pub read: ReadArgs,
 }

@@ -12,7 +12,7 @@ use shiftright_traffic::{EmbeddedBroker, JsonLinesSink, KafkaSink, Scenario, Top
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AnalyzeArgs, BrokerArgs, ExecutorArgs, GenerateArgs, IngestArgs, MethodArg, Preset,
+    AnalyzeArgs, BrokerArgs, ExecutorArgs, FailOn, GenerateArgs, IngestArgs, MethodArg, Preset,
     ProduceArgs, QueryArgs, QueryFormatArg, ReadArgs, ReportArgs, ReportFormatArg, SchedulerArgs,
     SimulateArgs, SimulateFormatArg, TopicArgs,
 };
@@ -61,7 +61,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
 }
 
 impl ReadArgs {
-    fn options(&self) -> shiftright_analyze::ReadOptions {
+    pub fn options(&self) -> shiftright_analyze::ReadOptions {
         shiftright_analyze::ReadOptions {
             skip_corrupt: self.skip_corrupt,
             engine: shiftright_analyze::Engine {
@@ -70,12 +70,13 @@ impl ReadArgs {
                 spill_dir: self.spill_dir.clone(),
                 cluster: self.cluster.clone(),
             },
+            scope: Default::default(),
         }
     }
 }
 
 /// The experiments file (or the defaults), with `--method` over it.
-fn experiments_of(
+pub fn experiments_of(
     path: Option<&std::path::Path>,
     method: Option<MethodArg>,
 ) -> anyhow::Result<ExperimentsFile> {
@@ -167,7 +168,37 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
     if !args.no_history {
         record_history(&args.data, "analyze", &reports);
     }
-    Ok(shiftright_analyze::exit_code(&reports) as u8)
+    Ok(exit_code(&reports, &args.fail_on))
+}
+
+/// The exit code of `analyze`: that of the most severe verdict among those `--fail-on` names
+/// (ROLLBACK 3, INVALID 4, CONTINUE 5, PROMOTE 6), else 0.
+fn exit_code(reports: &[shiftright_analyze::Report], fail_on: &[FailOn]) -> u8 {
+    use shiftright_analyze::Verdict;
+    let code = |v: Verdict| match v {
+        Verdict::Rollback => 3,
+        Verdict::Invalid => 4,
+        Verdict::Continue => 5,
+        Verdict::Promote => 6,
+    };
+    let named = |v: Verdict| {
+        fail_on.contains(&match v {
+            Verdict::Rollback => FailOn::Rollback,
+            Verdict::Invalid => FailOn::Invalid,
+            Verdict::Continue => FailOn::Continue,
+            Verdict::Promote => FailOn::Promote,
+        })
+    };
+    // Most severe first: a ROLLBACK anywhere decides the code.
+    [
+        Verdict::Rollback,
+        Verdict::Invalid,
+        Verdict::Continue,
+        Verdict::Promote,
+    ]
+    .into_iter()
+    .find(|v| named(*v) && reports.iter().any(|r| r.verdict == *v))
+    .map_or(0, code)
 }
 
 /// Appends the run to the results history. A failure is reported, not fatal: the verdict and its

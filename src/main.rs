@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod commands;
 mod demo;
+mod live;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Generate(args) => commands::generate(args).await,
         Command::Demo(args) => demo::run(args, shutdown).await,
         Command::Broker(args) => commands::broker(args, shutdown).await,
+        Command::Serve(args) => live::serve(args, shutdown).await,
+        Command::Watch(args) => live::watch(args, shutdown).await,
         Command::Produce(args) => commands::produce(args).await,
         Command::Scheduler(args) => commands::scheduler(args, shutdown).await,
         Command::Executor(args) => commands::executor(args, shutdown).await,

@@ -96,6 +96,59 @@ pub async fn analyze_in(
         .collect())
 }
 
+/// Which experiments have requests or exposures from `from_ms` on, and how fresh each one's data
+/// is; reads only the dates from `from_ms` on. An empty store has none.
+pub async fn active_since(
+    data_dir: &Path,
+    mut read: ReadOptions,
+    from_ms: i64,
+) -> Result<std::collections::BTreeMap<String, read::freshness::Freshness>> {
+    read.scope = read::scope::Scope {
+        from_ms: Some(from_ms),
+        ..Default::default()
+    };
+    let engine = read.engine.clone();
+    match tables::session_with(data_dir, read).await {
+        Ok(ctx) => read::freshness::data_through(&ctx)
+            .await
+            .map_err(|e| tables::explain_failure(data_dir, &engine, e)),
+        Err(Error::NoData { .. }) if data_dir.is_dir() => Ok(Default::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// One experiment analysed over its own events from `from_ms` on (only its partitions and those
+/// dates are read), with how fresh its data is; `None` when it has no requests or exposures
+/// there.
+pub async fn analyze_live(
+    data_dir: &Path,
+    mut read: ReadOptions,
+    experiments: &ExperimentsFile,
+    experiment: &str,
+    from_ms: Option<i64>,
+) -> Result<Option<(Report, read::freshness::Freshness)>> {
+    read.scope = read::scope::Scope::experiments_from([experiment.to_string()], from_ms);
+    let engine = read.engine.clone();
+    let run = async {
+        let ctx = match tables::session_with(data_dir, read).await {
+            Ok(ctx) => ctx,
+            Err(Error::NoData { .. }) if data_dir.is_dir() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(freshness) = read::freshness::data_through(&ctx)
+            .await?
+            .remove(experiment)
+        else {
+            return Ok(None);
+        };
+        let mut analysed =
+            analyze_in(&ctx, data_dir, experiments, &[experiment.to_string()]).await?;
+        Ok(analysed.pop().map(|(report, _)| (report, freshness)))
+    };
+    run.await
+        .map_err(|e| tables::explain_failure(data_dir, &engine, e))
+}
+
 /// The exit code for a set of reports: the most severe verdict's (ROLLBACK over INVALID over the rest).
 pub fn exit_code(reports: &[Report]) -> i32 {
     reports

@@ -128,7 +128,12 @@ pub fn run(
                 bare.peak_rss_mib()
             ));
             // A failure here (DuckDB out of memory, say) is a finding, not the end of the run.
-            let same = match run_duckdb(&answers_script, &dir, config.threads, config.duckdb_timeout) {
+            let same = match run_duckdb(
+                &answers_script,
+                &dir,
+                config.threads,
+                config.duckdb_timeout,
+            ) {
                 Ok((measured, answers)) => {
                     let agree = crate::same_answers::compare(&ours.stdout, &answers);
                     progress(&format!(

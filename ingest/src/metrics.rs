@@ -41,7 +41,12 @@ pub fn router(stats: Arc<IngestStats>) -> Router {
 
 /// Serves `stats` on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, stats: Arc<IngestStats>, shutdown: CancellationToken) {
-    let app = router(stats);
+    serve_router(listener, router(stats), shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, within the limits above: the one
+/// HTTP loop of the ingest's metrics and of `shiftright serve`.
+pub async fn serve_router(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -56,7 +61,7 @@ pub async fn serve(listener: TcpListener, stats: Arc<IngestStats>, shutdown: Can
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::warn!(error = %e, "metrics endpoint cannot accept connections");
+                    tracing::warn!(error = %e, "HTTP endpoint cannot accept connections");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
@@ -74,7 +79,7 @@ pub async fn serve(listener: TcpListener, stats: Arc<IngestStats>, shutdown: Can
                 _ = shutdown.cancelled() => {}
                 served = tokio::time::timeout(CONNECTION_LIFETIME, connection) => {
                     if let Ok(Err(e)) = served {
-                        tracing::debug!(error = %e, "metrics connection failed");
+                        tracing::debug!(error = %e, "HTTP connection failed");
                     }
                 }
             }

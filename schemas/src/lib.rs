@@ -36,7 +36,7 @@ pub const MAX_ABS_VALUE: f64 = 1e12;
 pub const CONVERSION_KINDS: [&str; 2] = ["conversion", "purchase"];
 
 pub mod keys;
-pub use keys::{file_stem, partition_value, NO_EXPERIMENT_PARTITION};
+pub use keys::{file_stem, key_hash, partition_value, NO_EXPERIMENT_PARTITION};
 
 pub mod batch;
 pub mod history;

@@ -372,6 +372,11 @@ impl ExperimentsFile {
     }
 
     /// The settings of an experiment (the defaults when it has no table of its own).
+    /// The experiments the file has its own settings for.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.experiments.keys().map(String::as_str)
+    }
+
     pub fn settings(&self, experiment: &str) -> ExperimentSettings {
         self.experiments
             .get(experiment)

@@ -12,12 +12,14 @@
 pub mod codec;
 pub mod distribution_udaf;
 pub mod engine;
+pub mod freshness;
 pub mod interner;
 pub mod load;
 pub mod metric_columns;
 pub mod one_step;
 pub mod quantile_udf;
 pub mod queries;
+pub mod scope;
 pub mod summary;
 pub mod tables;
 pub mod udaf;

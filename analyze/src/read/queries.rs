@@ -64,6 +64,10 @@ pub const QUERIES: &[NamedQuery] = &[
         sql: include_str!("../../../queries/active_experiments.sql"),
     },
     NamedQuery {
+        name: "data_through",
+        sql: include_str!("../../../queries/data_through.sql"),
+    },
+    NamedQuery {
         name: "exposure_dates",
         sql: include_str!("../../../queries/exposure_dates.sql"),
     },

@@ -26,6 +26,7 @@ use shiftright_schemas::{BatchFile, Table};
 
 use crate::error::{Error, Result};
 use crate::read::engine::Engine;
+use crate::read::scope::Scope;
 use shiftright_schemas::HistoryTable;
 
 /// How a command reads the store: which files, and with what engine.
@@ -36,6 +37,8 @@ pub struct ReadOptions {
     pub skip_corrupt: bool,
     /// Threads, memory limit and spill directory.
     pub engine: crate::read::engine::Engine,
+    /// The experiments, dates and time window read (default: everything).
+    pub scope: crate::read::scope::Scope,
 }
 
 /// A session with `requests`, `business`, `exposures` and `dead_letters` registered over
@@ -55,9 +58,12 @@ pub async fn session_with(data_dir: &Path, options: ReadOptions) -> Result<Sessi
         });
     }
     let ctx = options.engine.context()?;
-    let store = Store::scan(data_dir, options.skip_corrupt)?;
+    let store = Store::scan(data_dir, options.skip_corrupt, &options.scope)?;
     for (name, _, schema) in tables(data_dir) {
-        let provider = listing(name, &store.files[name], schema)?;
+        let mut provider = listing(name, &store.files[name], schema)?;
+        if Table::EVENTS.iter().any(|t| t.name() == name) {
+            provider = options.scope.window(&ctx, name, provider)?;
+        }
         ctx.register_table(name, provider)
             .map_err(Error::query(name))?;
     }
@@ -129,7 +135,7 @@ pub fn explain_failure(data_dir: &Path, engine: &Engine, error: Error) -> Error 
     {
         return error;
     }
-    match Store::scan(data_dir, true) {
+    match Store::scan(data_dir, true, &Scope::default()) {
         Ok(store) if !store.corrupt.is_empty() => Error::CorruptFiles {
             files: store.corrupt,
         },
@@ -175,30 +181,41 @@ struct Store {
 }
 
 impl Store {
-    fn scan(data_dir: &Path, skip_corrupt: bool) -> Result<Store> {
+    /// The files of every table; those of the event tables and dead letters within `scope`.
+    ///
+    /// A flush batch can span dates (late events) that the scope leaves unlisted, so a batch
+    /// that looks incomplete within the scope is checked again over every date before it is
+    /// left out.
+    fn scan(data_dir: &Path, skip_corrupt: bool, scope: &Scope) -> Result<Store> {
         let mut files = BTreeMap::new();
         let mut present = BTreeSet::new();
-        let mut batches: BTreeMap<BatchId, (usize, BTreeSet<usize>)> = BTreeMap::new();
         for (table, dir, _) in tables(data_dir) {
-            let found = parquet_files(&dir)?;
+            let found = if partitioned(table) {
+                parquet_files(&dir, &|name| scope.keeps_dir(name))?
+            } else {
+                parquet_files(&dir, &|_| true)?
+            };
             if !found.is_empty() {
                 present.insert(table);
             }
-            for path in &found {
-                if let Some(batch) = batch_file(path) {
-                    let entry = batches
-                        .entry(batch.batch())
-                        .or_insert((batch.count, BTreeSet::new()));
-                    entry.1.insert(batch.index);
-                }
-            }
             files.insert(table, found);
         }
-        let incomplete: BTreeSet<BatchId> = batches
-            .into_iter()
-            .filter(|(_, (count, present))| present.len() < *count)
-            .map(|(id, _)| id)
-            .collect();
+        let mut incomplete = incomplete_batches(files.values().flatten());
+        if !incomplete.is_empty() && !scope.is_everything() {
+            let mut everything = Vec::new();
+            for (table, dir, _) in tables(data_dir) {
+                if partitioned(table) {
+                    everything.extend(parquet_files(&dir, &|_| true)?);
+                }
+            }
+            let truly = incomplete_batches(everything.iter());
+            incomplete.retain(|id| truly.contains(id));
+        }
+        for (table, paths) in files.iter_mut() {
+            if partitioned(table) {
+                paths.retain(|path| scope.keeps_file(path));
+            }
+        }
         let mut store = Store {
             files,
             present,
@@ -232,6 +249,29 @@ impl Store {
         }
         Ok(store)
     }
+}
+
+/// Whether `table` is laid out in `date=`/`experiment=` directories that a scope can skip.
+fn partitioned(table: &str) -> bool {
+    Table::EVENTS.iter().any(|t| t.name() == table) || table == Table::DeadLetters.name()
+}
+
+/// The flush batches of which some files are among `paths` but not all.
+fn incomplete_batches<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> BTreeSet<BatchId> {
+    let mut batches: BTreeMap<BatchId, (usize, BTreeSet<usize>)> = BTreeMap::new();
+    for path in paths {
+        if let Some(batch) = batch_file(path) {
+            let entry = batches
+                .entry(batch.batch())
+                .or_insert((batch.count, BTreeSet::new()));
+            entry.1.insert(batch.index);
+        }
+    }
+    batches
+        .into_iter()
+        .filter(|(_, (count, present))| present.len() < *count)
+        .map(|(id, _)| id)
+        .collect()
 }
 
 fn batch_file(path: &Path) -> Option<BatchFile> {
@@ -268,8 +308,9 @@ fn listing(
     ))
 }
 
-/// Every `.parquet` file below `dir` (none when it does not exist), sorted.
-fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Every `.parquet` file below `dir` (none when it does not exist) in directories whose names
+/// `descend` accepts, sorted.
+fn parquet_files(dir: &Path, descend: &dyn Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
@@ -286,7 +327,9 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
         for entry in entries.flatten() {
             let path = entry.path();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                pending.push(path);
+                if descend(&entry.file_name().to_string_lossy()) {
+                    pending.push(path);
+                }
             } else if path.extension().is_some_and(|x| x == "parquet")
                 && !path
                     .file_name()

@@ -72,7 +72,19 @@ fn register(ctx: &SessionContext, table: Table, events: &[Event], partitions: us
     let schema = table.schema();
     let chunk = events.len().div_ceil(partitions).max(1);
     // Batches of DataFusion's batch size, as a Parquet scan gives them.
-    let batch = |events: &[Event]| {
+    let batches: Vec<Vec<RecordBatch>> = events
+        .chunks(chunk)
+        .map(|part| part.chunks(8192).map(|e| batch(table, e)).collect())
+        .collect();
+    let provider = MemTable::try_new(schema, batches).unwrap();
+    ctx.register_table(table.name(), Arc::new(provider))
+        .unwrap();
+}
+
+/// `events` as one batch of `table`'s schema.
+fn batch(table: Table, events: &[Event]) -> RecordBatch {
+    let schema = table.schema();
+    {
         let text = |f: &dyn Fn(&Event) -> Option<String>| -> Arc<dyn Array> {
             Arc::new(events.iter().map(f).collect::<StringArray>())
         };
@@ -118,14 +130,7 @@ fn register(ctx: &SessionContext, table: Table, events: &[Event], partitions: us
             })
             .collect();
         RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
-    };
-    let batches: Vec<Vec<RecordBatch>> = events
-        .chunks(chunk)
-        .map(|part| part.chunks(8192).map(batch).collect())
-        .collect();
-    let provider = MemTable::try_new(schema, batches).unwrap();
-    ctx.register_table(table.name(), Arc::new(provider))
-        .unwrap();
+    }
 }
 
 async fn session(
@@ -544,5 +549,163 @@ async fn user_defined_metrics_sum_what_each_users_events_say() {
         );
         let v1_row = markdown.lines().find(|l| l.starts_with("| v1 |")).unwrap();
         assert!(v1_row.contains("| 0.500"), "{v1_row}");
+    }
+}
+
+/// Writes `events` of `table` as file `index` of `count` of the flush batch at `offset`, in the
+/// ingest's layout (`table/date=D/experiment=E/`).
+fn write_file(
+    data: &std::path::Path,
+    table: Table,
+    events: &[Event],
+    (offset, index, count): (i64, usize, usize),
+) {
+    let date = chrono::DateTime::from_timestamp_millis(events[0].ts)
+        .unwrap()
+        .date_naive();
+    let dir = data
+        .join(table.dir_name())
+        .join(format!("date={date}"))
+        .join(format!(
+            "experiment={}",
+            shiftright_schemas::partition_value(Some(events[0].experiment))
+        ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = shiftright_schemas::BatchFile {
+        topic: table.name().into(),
+        partition: 0,
+        epoch: 0,
+        first_offset: offset,
+        last_offset: offset + 100,
+        index,
+        count,
+    }
+    .file_name();
+    let file = std::fs::File::create(dir.join(name)).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, table.schema(), None).unwrap();
+    writer.write(&batch(table, events)).unwrap();
+    writer.close().unwrap();
+}
+
+/// A live evaluation reads only its experiment's files from its window's dates on (a damaged
+/// file of an earlier day is never opened), keeps a flush batch whose other file lies on a date
+/// it does not list, leaves out one that is truly incomplete; a day's report counts only that
+/// day's events, however much later data the store holds.
+#[tokio::test]
+async fn a_scope_reads_only_its_experiment_and_window() {
+    const DAY: i64 = 86_400_000;
+    let day1 = 1_796_083_200_000; // 2026-12-01T00:00Z
+    let day2 = day1 + DAY;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let request = |experiment: &'static str, id: String, ts: i64, user: String, variant| {
+        Event {
+            status: 200,
+            latency: 10.0,
+            ..ev((experiment, "", ts, "", false, variant, "live", 0.0))
+        }
+        .with(id, user)
+    };
+    let requests = |experiment, ts0: i64, n: usize, tag: &str| -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                let variant = if i % 2 == 0 { "v1" } else { "v2" };
+                request(
+                    experiment,
+                    format!("{tag}{i}"),
+                    ts0 + i as i64,
+                    format!("{tag}u{i}"),
+                    variant,
+                )
+            })
+            .collect()
+    };
+    // Day 1: 10 requests of a, and a damaged file of a.
+    write_file(
+        data,
+        Table::Requests,
+        &requests("a", day1 + 1_000, 10, "d1"),
+        (0, 1, 1),
+    );
+    let damaged = data.join("requests/date=2026-12-01/experiment=a/p00009-x.parquet");
+    std::fs::write(&damaged, b"not parquet").unwrap();
+    // Day 2: 6 requests of a in a batch of two files, the other file (one late event) on day 1;
+    // 4 requests of b; and half of a batch whose second file never landed.
+    write_file(
+        data,
+        Table::Requests,
+        &requests("a", day2 + 1_000, 6, "d2"),
+        (1000, 1, 2),
+    );
+    let late = requests("a", day1 + 50_000, 1, "late");
+    let late_dir = data.join("requests/date=2026-12-01/experiment=a");
+    write_file(data, Table::Requests, &late, (1000, 2, 2));
+    assert!(late_dir.is_dir());
+    write_file(
+        data,
+        Table::Requests,
+        &requests("b", day2 + 2_000, 4, "b"),
+        (2000, 1, 1),
+    );
+    write_file(
+        data,
+        Table::Requests,
+        &requests("a", day2 + 9_000, 3, "half"),
+        (3000, 1, 2),
+    );
+    let experiments = ExperimentsFile::default();
+    let read = crate::ReadOptions::default();
+
+    let active = crate::active_since(data, read.clone(), day2).await.unwrap();
+    assert_eq!(active.keys().collect::<Vec<_>>(), ["a", "b"]);
+    // a on day 2: its 6 requests (the half batch left out), newest at day2 + 1 s + 5 ms.
+    assert_eq!(active["a"].events, 6);
+    assert_eq!(active["a"].data_through_ms, day2 + 1_005);
+    let (report, fresh) = crate::analyze_live(data, read.clone(), &experiments, "a", Some(day2))
+        .await
+        .expect("the damaged day-1 file is never opened")
+        .unwrap();
+    assert_eq!(fresh.events, 6);
+    assert_eq!(report.variants.iter().map(|v| v.requests).sum::<u64>(), 6);
+    assert!(
+        crate::analyze_live(data, read.clone(), &experiments, "c", Some(day2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The whole store still fails on the damaged file, as before.
+    assert!(crate::analyze_with(data, read.clone(), &experiments, &[])
+        .await
+        .is_err());
+
+    std::fs::remove_file(&damaged).unwrap();
+    let pages = tempfile::tempdir().unwrap();
+    let written = crate::present::pages::write_day(
+        data,
+        read,
+        &experiments,
+        chrono::DateTime::from_timestamp_millis(day1)
+            .unwrap()
+            .date_naive(),
+        pages.path(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    let a = written
+        .reports
+        .iter()
+        .find(|r| r.experiment == "a")
+        .unwrap();
+    // Day 1's 10 requests and the late one: none of day 2's.
+    assert_eq!(a.variants.iter().map(|v| v.requests).sum::<u64>(), 11);
+    assert!(written.reports.iter().all(|r| r.experiment != "b"));
+}
+
+impl Event {
+    fn with(mut self, event_id: String, user: String) -> Event {
+        self.event_id = event_id;
+        self.user = user;
+        self
     }
 }

@@ -77,19 +77,20 @@ async fn write_day_in(
         .map(|t| t.and_utc().timestamp_millis())
         .unwrap_or_default();
     let end = start + DAY_MS;
-    let ctx = tables::session_with(data_dir, read).await?;
-    // Before the cut: the window bounds these, and the dates with data may be later ones.
+    // The data up to the day's end: the tables are views of it before the analysis is planned.
+    let mut read = read;
+    read.scope.to_ms = Some(read.scope.to_ms.map_or(end, |to| to.min(end)));
+    let ctx = tables::session_with(data_dir, read.clone()).await?;
     let active = active_experiments(&ctx, start, end).await?;
     if active.is_empty() {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),
             message: format!(
                 "no experiment has exposures or requests on {date}; dates with exposures: {}",
-                exposure_dates(&ctx).await?.join(", ")
+                exposure_dates(data_dir, read).await?.join(", ")
             ),
         });
     }
-    cut_at(&ctx, end).await?;
     let analysed = crate::analyze_in(&ctx, data_dir, experiments, &active).await?;
     progress(Progress::Analysed(analysed.len()));
     let dead_letters = dead_letters_between(&ctx, start, end).await?;
@@ -196,35 +197,6 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
 /// `shiftright_schemas::keys`), so two experiments never write the same page.
 pub use shiftright_schemas::file_stem;
 
-/// A timestamp literal of the tables' own type, so that a filter on `ts` compares timestamps and
-/// DataFusion can prune row groups and files by their statistics (a cast of the column cannot).
-fn ts_literal(ms: i64) -> String {
-    format!("arrow_cast({ms}, 'Timestamp(Millisecond, Some(\"UTC\"))')")
-}
-
-/// Re-registers the event tables as views of the data before `end_ms`.
-async fn cut_at(ctx: &SessionContext, end_ms: i64) -> Result<()> {
-    for table in ["requests", "business", "exposures"] {
-        let all = format!("{table}_all");
-        let provider = ctx
-            .deregister_table(table)
-            .map_err(Error::query(table))?
-            .ok_or_else(|| Error::UnknownQuery(table.into()))?;
-        ctx.register_table(all.as_str(), provider)
-            .map_err(Error::query(table))?;
-        let view = queries::plan_read_only(
-            ctx,
-            table,
-            &format!("SELECT * FROM {all} WHERE ts < {}", ts_literal(end_ms)),
-        )
-        .await?
-        .into_view();
-        ctx.register_table(table, view)
-            .map_err(Error::query(table))?;
-    }
-    Ok(())
-}
-
 /// The window parameters of the day-bounded queries.
 fn window(start: i64, end: i64) -> [(&'static str, String); 2] {
     [("start_ms", start.to_string()), ("end_ms", end.to_string())]
@@ -254,9 +226,12 @@ async fn active_experiments(ctx: &SessionContext, start: i64, end: i64) -> Resul
     )
 }
 
-async fn exposure_dates(ctx: &SessionContext) -> Result<Vec<String>> {
+/// The dates with exposures in the whole store (the error above names them).
+async fn exposure_dates(data_dir: &Path, mut read: tables::ReadOptions) -> Result<Vec<String>> {
     const NAME: &str = "exposure_dates";
-    strings(&queries::run_named(ctx, NAME, &[]).await?, NAME, "date")
+    read.scope = Default::default();
+    let ctx = tables::session_with(data_dir, read).await?;
+    strings(&queries::run_named(&ctx, NAME, &[]).await?, NAME, "date")
 }
 
 async fn dead_letters_between(

@@ -86,8 +86,11 @@ impl Rows {
             revenue: Float64Builder::with_capacity(rows),
             pre_converted: BooleanBuilder::with_capacity(rows),
             pre_revenue: Float64Builder::with_capacity(rows),
-            latencies: ListBuilder::with_capacity(Float64Builder::with_capacity(bound.latencies), rows)
-                .with_field(list_field(DataType::Float64)),
+            latencies: ListBuilder::with_capacity(
+                Float64Builder::with_capacity(bound.latencies),
+                rows,
+            )
+            .with_field(list_field(DataType::Float64)),
             kinds: ListBuilder::with_capacity(
                 StringBuilder::with_capacity(entries, entries * longest),
                 rows,

@@ -55,9 +55,13 @@ fn arguments(events: &[Event]) -> (Vec<ArrayRef>, Vec<usize>) {
         Arc::new(Int64Array::from_iter_values(
             events.iter().map(|e| i64::from(e.9)),
         )),
-        Arc::new(Int32Array::from_iter_values(
-            events.iter().map(|e| if e.9 % 7 == 0 { 503 } else { 200 }),
-        )),
+        Arc::new(Int32Array::from_iter_values(events.iter().map(|e| {
+            if e.9 % 7 == 0 {
+                503
+            } else {
+                200
+            }
+        }))),
         Arc::new(Float64Array::from_iter_values(events.iter().map(|e| e.5))),
         // Up to 90 endpoint names: past the first 64, rows are bounded by count.
         text(&|e| (e.6 != 0).then(|| format!("/endpoint/{}", e.6))),
@@ -96,7 +100,12 @@ fn emit_within_bound(groups: &mut UserGroups, emit_to: EmitTo) -> ArrayRef {
     assert_tally_is_exact(groups);
     let list = rows.as_list::<i32>();
     let fields = list.values().as_struct();
-    assert!(fields.len() <= bound.rows, "{} rows, bound {}", fields.len(), bound.rows);
+    assert!(
+        fields.len() <= bound.rows,
+        "{} rows, bound {}",
+        fields.len(),
+        bound.rows
+    );
     let latencies = fields.column_by_name("latencies").unwrap().as_list::<i32>();
     assert!(latencies.values().len() <= bound.latencies);
     let kinds = fields.column_by_name("kinds").unwrap().as_list::<i32>();
