@@ -2,7 +2,7 @@
 //! machine it ran on and the build it ran with, progress on standard error.
 
 use anyhow::Context;
-use shiftright_bench::{analysis, freshness, ingest_rate};
+use shiftright_bench::{analysis, freshness, ingest_rate, rollout};
 
 use crate::cli::BenchCommand;
 
@@ -87,6 +87,27 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
             let result = freshness::run(&config, &mut progress).await?;
             header("Streaming freshness: produce → queryable");
             print!("{}", freshness::to_markdown(&result));
+        }
+        BenchCommand::Rollout(args) => {
+            let mut results = Vec::new();
+            for regression in [args.regression, 1.0] {
+                let temp = tempfile::Builder::new()
+                    .prefix("shiftright-bench-rollout-")
+                    .tempdir()
+                    .context("creating a temporary output directory")?;
+                let config = rollout::RolloutConfig {
+                    rate: args.rate,
+                    canary_share: args.canary_share,
+                    baseline_errors: args.baseline_errors,
+                    regression,
+                    warm_up: args.warm_up,
+                    limit: args.limit,
+                    out_dir: temp.path().to_path_buf(),
+                };
+                results.push(rollout::run(&config, &mut progress).await?);
+            }
+            header("A rollout end to end: regressed canary → ROLLBACK, healthy canary never");
+            print!("{}", rollout::to_markdown(&results[0], &results[1]));
         }
     }
     Ok(0)

@@ -95,6 +95,33 @@ pub enum BenchCommand {
     /// Produce → queryable time of request events under a steady load, at the ingest's default
     /// flush settings.
     Freshness(BenchFreshnessArgs),
+    /// A canary whose error rate rises, end to end on the embedded broker (producer, ingest,
+    /// serve and the decisions topic at their defaults): time from the first regressed event to
+    /// ROLLBACK at the endpoint and on the topic; then a healthy canary over the same time; the
+    /// verdict endpoint's latency under 200 polls a second throughout.
+    Rollout(BenchRolloutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRolloutArgs {
+    /// Requests per second, both variants.
+    #[arg(long, env = "SHIFTRIGHT_BENCH_RATE", default_value_t = 1_000)]
+    pub rate: u64,
+    /// The canary's share of users.
+    #[arg(long, env = "SHIFTRIGHT_BENCH_CANARY_SHARE", default_value_t = 0.05)]
+    pub canary_share: f64,
+    /// The baseline's error rate.
+    #[arg(long, env = "SHIFTRIGHT_BENCH_BASELINE_ERRORS", default_value_t = 0.01)]
+    pub baseline_errors: f64,
+    /// The canary's error rate over the baseline's once the regression starts.
+    #[arg(long, env = "SHIFTRIGHT_BENCH_REGRESSION", default_value_t = 3.0)]
+    pub regression: f64,
+    /// Healthy traffic before the regression starts.
+    #[arg(long, env = "SHIFTRIGHT_BENCH_WARM_UP", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub warm_up: Duration,
+    /// Give up this long after the regression starts; the healthy run lasts warm-up + limit.
+    #[arg(long, env = "SHIFTRIGHT_BENCH_LIMIT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub limit: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -43,6 +43,7 @@ pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Resu
         auth_token_file: args.auth_token_file.clone(),
         no_auth: args.no_auth,
         publish: args.decisions.config(),
+        revisions_file: args.state.clone(),
     };
     shiftright_serve::serve(config, shutdown, |addr| {
         // The first line of stdout, for scripts and tests that bind port 0.

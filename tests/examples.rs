@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::serve::{agent, publishing, Server, DECISIONS, HEALTHY, REGRESSED};
+use common::serve::{
+    agent, publishing, seeded_state, Server, DECISIONS, HEALTHY, REGRESSED, REVISION,
+};
 use serde_json::Value;
 
 /// The host the examples name, replaced by the test server's address.
@@ -82,7 +84,8 @@ fn measure(server: &Server, metric: &Value, experiment: &str) -> &'static str {
         .as_str()
         .unwrap()
         .replace(EXAMPLE_HOST, &server.base)
-        .replace("{{args.experiment}}", experiment);
+        .replace("{{args.experiment}}", experiment)
+        .replace("{{args.revision}}", REVISION);
     assert!(
         url.starts_with(&server.base),
         "the example names another host: {url}"
@@ -120,13 +123,53 @@ fn token_file() -> tempfile::NamedTempFile {
     file
 }
 
-/// A server whose data is stale by the time it is asked.
-fn stale_server(extra: &[&str]) -> Server {
+/// A server that has judged both demo experiments at [`REVISION`] since before their data.
+fn seeded_server(dir: &Path, extra: &[&str]) -> Server {
+    let state = seeded_state(dir);
+    let mut args = vec!["--state", state.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// A seeded server whose data is stale by the time it is asked.
+fn stale_server(dir: &Path, extra: &[&str]) -> Server {
     let mut args = vec!["--stale-after", "1s"];
     args.extend_from_slice(extra);
-    let server = Server::start(&args);
+    let server = seeded_server(dir, &args);
     std::thread::sleep(Duration::from_millis(1500));
     server
+}
+
+/// What Argo Rollouts makes of a run of measurements (`assessMetricStatus`): Failed past
+/// `failureLimit` failures, Inconclusive past `inconclusiveLimit` (counted over the run),
+/// Successful at `consecutiveSuccessLimit` successes in a row or when `count` runs out; else
+/// still running.
+fn argo_run(metric: &Value, outcomes: &[&str]) -> &'static str {
+    let limit = |key: &str, default: u64| metric[key].as_u64().unwrap_or(default);
+    let (failure_limit, inconclusive_limit) =
+        (limit("failureLimit", 0), limit("inconclusiveLimit", 0));
+    let (in_a_row, count) = (
+        metric["consecutiveSuccessLimit"].as_u64(),
+        metric["count"].as_u64(),
+    );
+    let (mut failed, mut inconclusive, mut successes) = (0, 0, 0);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match *outcome {
+            "Failed" => (failed, successes) = (failed + 1, 0),
+            "Inconclusive" => (inconclusive, successes) = (inconclusive + 1, 0),
+            _ => successes += 1,
+        }
+        if failed > failure_limit {
+            return "Failed";
+        }
+        if inconclusive > inconclusive_limit {
+            return "Inconclusive";
+        }
+        if in_a_row.is_some_and(|n| successes >= n) || count.is_some_and(|n| i as u64 + 1 >= n) {
+            return "Successful";
+        }
+    }
+    "Running"
 }
 
 #[test]
@@ -143,8 +186,15 @@ fn argo_rollouts_templates_abort_pause_and_promote_as_meant() {
         );
     }
     let token = token_file();
-    let fresh = Server::start(&["--auth-token-file", token.path().to_str().unwrap()]);
-    let stale = stale_server(&["--auth-token-file", token.path().to_str().unwrap()]);
+    let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let fresh = seeded_server(
+        dir1.path(),
+        &["--auth-token-file", token.path().to_str().unwrap()],
+    );
+    let stale = stale_server(
+        dir2.path(),
+        &["--auth-token-file", token.path().to_str().unwrap()],
+    );
     let guard = &guard["spec"]["metrics"][0];
     let promote = &promote["spec"]["metrics"][0];
     assert!(promote["consecutiveSuccessLimit"].as_u64().is_some());
@@ -157,16 +207,53 @@ fn argo_rollouts_templates_abort_pause_and_promote_as_meant() {
     assert_eq!(measure(&fresh, promote, HEALTHY), "Successful");
     assert_eq!(measure(&fresh, promote, REGRESSED), "Failed");
     assert_eq!(measure(&stale, promote, HEALTHY), "Inconclusive");
-    // A canary without data yet is a pause, never an Error or a Failure.
-    let none = "newly-deployed";
-    let (status, _) = common::serve::get(
-        &fresh.url(&format!("/v1/experiments/{none}/verdict")),
-        Some(TOKEN),
+    // Over a run: the guard lets the new window's first measurements wait, then pauses on
+    // stale data; the promote step never succeeds on CONTINUE alone, however long.
+    let run = |metric: &Value, outcomes: &[&str]| argo_run(metric, outcomes);
+    assert_eq!(
+        run(
+            guard,
+            &["Inconclusive", "Inconclusive", "Successful", "Successful"]
+        ),
+        "Running"
+    );
+    let mut flapping = vec!["Successful"; 4];
+    flapping.extend(["Inconclusive"; 4]);
+    assert_eq!(run(guard, &flapping), "Inconclusive");
+    assert_eq!(
+        run(guard, &["Inconclusive", "Successful", "Failed"]),
+        "Failed"
+    );
+    let count = promote["count"].as_u64().unwrap() as usize;
+    assert_eq!(run(promote, &vec!["Inconclusive"; count]), "Inconclusive");
+    let mut sparse = vec!["Inconclusive"; count - 3];
+    sparse.extend(["Successful", "Inconclusive", "Successful"]);
+    assert_ne!(
+        run(promote, &sparse),
+        "Successful",
+        "two PROMOTEs never promote"
     );
     assert_eq!(
-        status, 404,
-        "unknown to this server: named neither by data nor configuration"
+        run(
+            promote,
+            &["Inconclusive", "Successful", "Successful", "Successful"]
+        ),
+        "Successful"
     );
+    // A revision the server has not seen: its window opens, and it waits (Inconclusive).
+    let other = web_with_revision(guard, "new-hash");
+    assert_eq!(measure(&fresh, &other, HEALTHY), "Inconclusive");
+}
+
+/// `metric` with another revision in its URL.
+fn web_with_revision(metric: &Value, revision: &str) -> Value {
+    let mut m = metric.clone();
+    let url = m["provider"]["web"]["url"]
+        .as_str()
+        .unwrap()
+        .replace("{{args.revision}}", revision);
+    m["provider"]["web"]["url"] = Value::from(url);
+    m
 }
 
 #[test]
@@ -175,8 +262,9 @@ fn the_flagger_canary_gates_each_step_as_meant() {
     let name = canary["metadata"]["name"].as_str().unwrap();
     let namespace = canary["metadata"]["namespace"].as_str().unwrap();
     let hooks = canary["spec"]["analysis"]["webhooks"].as_array().unwrap();
-    let fresh = Server::start(&[]);
-    let stale = stale_server(&[]);
+    let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let fresh = seeded_server(dir1.path(), &[]);
+    let stale = stale_server(dir2.path(), &[]);
     // Flagger passes a hook on a status ≤ 202.
     let run = |server: &Server, experiment: &str| -> Vec<(String, bool)> {
         hooks
@@ -191,7 +279,7 @@ fn the_flagger_canary_gates_each_step_as_meant() {
                 metadata["experiment"] = Value::from(experiment);
                 let body = serde_json::json!({
                     "name": name, "namespace": namespace, "phase": "Progressing",
-                    "checksum": "rev-1", "metadata": metadata,
+                    "checksum": REVISION, "metadata": metadata,
                 });
                 let response = agent()
                     .post(&url)

@@ -6,7 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::serve::{conforms, demo_data, get, publishing, Server, DECISIONS, HEALTHY, REGRESSED};
+use common::serve::{
+    conforms, demo_data, get, publishing, seeded_state, Server, DECISIONS, HEALTHY, REGRESSED,
+    REVISION,
+};
 use common::{shiftright, text};
 use serde_json::Value;
 
@@ -99,7 +102,9 @@ fn the_verdict_endpoint_answers_argo_with_every_field() {
 
 #[test]
 fn flagger_webhooks_pass_only_on_what_they_mean() {
-    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = seeded_state(dir.path());
+    let server = Server::start(&["--state", state.to_str().unwrap()]);
     let bad = canary(REGRESSED);
     let good = canary(HEALTHY);
     // rollout: a 4xx (counted toward Flagger's threshold) only on ROLLBACK or INVALID.
@@ -136,10 +141,11 @@ fn flagger_webhooks_pass_only_on_what_they_mean() {
     assert!(text.contains("confirm-promotion"), "{text}");
     let huge = format!(r#"{{"name":"x","namespace":"{}"}}"#, "y".repeat(200_000));
     assert_eq!(server.hook("rollout", &huge).0, 413);
-    // A new checksum starts a new window: the old verdict no longer stands.
+    // A new checksum starts a new window: the old verdict no longer stands, and the revisions
+    // file says so for the next start.
     assert_eq!(server.hook("event", &bad).0, 200);
     assert_eq!(server.verdict(REGRESSED)["rollback"], true);
-    let next = bad.replace("rev-1", "rev-2");
+    let next = bad.replace(REVISION, "rev-2");
     let (status, body) = server.hook("event", &next);
     assert_eq!(status, 200);
     assert!(body.contains("\"new_window\":true"), "{body}");
@@ -147,11 +153,56 @@ fn flagger_webhooks_pass_only_on_what_they_mean() {
     assert_eq!(renewed["rollback"], false, "{renewed}");
     assert_eq!(renewed["phase"], "Progressing");
     assert_eq!(server.hook("rollback", &next).0, 409);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved[REGRESSED]["revision"], "rev-2", "{saved}");
+    assert_eq!(saved[HEALTHY]["revision"], REVISION);
+}
+
+/// After a restart without `--state`, a revision is first seen with the data of the one it may
+/// have replaced: its window opens then, and the old ROLLBACK never reaches it. Argo's
+/// `?revision=` does the same as Flagger's checksum.
+#[test]
+fn a_revision_first_seen_is_never_judged_by_older_events() {
+    let server = Server::start(&[]);
+    assert_eq!(server.verdict(REGRESSED)["rollback"], true);
+    let (status, _) = server.hook("rollback", &canary(REGRESSED));
+    assert_eq!(
+        status, 409,
+        "a first-seen revision is not rolled back for older events"
+    );
+    let fresh = server.verdict(REGRESSED);
+    assert_eq!(
+        (&fresh["rollback"], &fresh["safe"]),
+        (&Value::Bool(false), &Value::Bool(false))
+    );
+    assert!(
+        fresh["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("waiting for data"),
+        "{fresh}"
+    );
+    let url = server.url(&format!(
+        "/v1/experiments/{HEALTHY}/verdict?revision=abc123"
+    ));
+    let (status, body) = get(&url, None);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&v["promote"], &v["safe"]),
+        (&Value::Bool(false), &Value::Bool(false)),
+        "{v}"
+    );
+    // The same revision again keeps the window.
+    let again: Value = serde_json::from_str(&get(&url, None).1).unwrap();
+    assert_eq!(again["window_start"], v["window_start"]);
 }
 
 #[test]
 fn stale_data_is_never_safe_and_never_a_rollback() {
-    let server = Server::start(&["--stale-after", "1s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = seeded_state(dir.path());
+    let server = Server::start(&["--stale-after", "1s", "--state", state.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(1500));
     let good = server.verdict(HEALTHY);
     assert_eq!(good["verdict"], "PROMOTE");
@@ -201,6 +252,7 @@ fn a_server_other_hosts_reach_needs_a_token() {
     // Loopback is used here so the test stays on it; the token applies whatever the address.
     let server = Server::start(&["--auth-token-file", file.to_str().unwrap()]);
     assert_eq!(get(&server.url("/healthz"), None).0, 200);
+    assert_eq!(get(&server.url("/readyz"), None).0, 401);
     let url = server.url(&format!("/v1/experiments/{HEALTHY}/verdict"));
     assert_eq!(get(&url, None).0, 401);
     assert_eq!(get(&url, Some("wrong-token-wrong-token")).0, 401);

@@ -6,6 +6,7 @@
 //! - [`analysis`]: `shiftright analyze` against DuckDB over the same generated Parquet, bare
 //!   aggregates and the same answers ([`same_answers`] compares them);
 //! - [`freshness`]: produce → queryable under a steady load;
+//! - [`rollout`]: a canary end to end, events to ROLLBACK at `serve`'s endpoint and topic;
 //! - [`cluster`]: a scheduler and executors on this machine, for the analysis' cluster row;
 //! - [`parquet_gen`]: the generator that writes the analysis data without Kafka;
 //! - [`measure`]: wall time and peak RSS of a child process;
@@ -21,6 +22,7 @@ pub mod freshness;
 pub mod ingest_rate;
 pub mod measure;
 pub mod parquet_gen;
+pub mod rollout;
 pub mod same_answers;
 pub mod simulate;
 

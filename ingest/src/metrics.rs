@@ -39,15 +39,39 @@ pub fn router(stats: Arc<IngestStats>) -> Router {
         .with_state(stats)
 }
 
-/// Serves `stats` on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, stats: Arc<IngestStats>, shutdown: CancellationToken) {
-    serve_router(listener, router(stats), shutdown).await
+/// What an HTTP endpoint lets its clients hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Whether a connection may carry more than one request. Off, an idle client cannot hold a
+    /// connection slot between its requests.
+    pub keep_alive: bool,
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, within the limits above: the one
-/// HTTP loop of the ingest's metrics and of `shiftright serve`.
-pub async fn serve_router(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+impl Limits {
+    /// A scrape target: a few scrapers that keep their connections.
+    pub const METRICS: Limits = Limits {
+        max_connections: MAX_CONNECTIONS,
+        keep_alive: true,
+    };
+}
+
+/// Serves `stats` on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, stats: Arc<IngestStats>, shutdown: CancellationToken) {
+    serve_router(listener, router(stats), shutdown, Limits::METRICS).await
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, within `limits`, [`HEADER_TIMEOUT`]
+/// and [`CONNECTION_LIFETIME`]: the one HTTP loop of the ingest's metrics and of `shiftright
+/// serve`.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -74,6 +98,7 @@ pub async fn serve_router(listener: TcpListener, app: Router, shutdown: Cancella
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(limits.keep_alive)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = shutdown.cancelled() => {}

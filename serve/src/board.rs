@@ -25,6 +25,8 @@ pub struct Board {
     announce: broadcast::Sender<Decision>,
     /// Who publishes: `serve` or `watch`.
     source: &'static str,
+    /// Where the revisions are kept across restarts, if anywhere.
+    revisions_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +46,52 @@ impl Board {
             inner: Arc::new(RwLock::new(State::default())),
             announce,
             source,
+            revisions_file: None,
+        }
+    }
+
+    /// A board that keeps the revisions and windows in `path` ([`crate::revisions`]), starting
+    /// from what it holds.
+    pub fn with_revisions(source: &'static str, path: &std::path::Path) -> Result<Board, String> {
+        let mut board = Board::new(source);
+        {
+            let mut state = board.write();
+            for (name, w) in crate::revisions::load(path)? {
+                state.checksums.insert(name.clone(), w.revision);
+                state.known.insert(
+                    name,
+                    Known {
+                        window_start_ms: w.window_start_ms,
+                        ..Known::default()
+                    },
+                );
+            }
+        }
+        board.revisions_file = Some(path.to_path_buf());
+        Ok(board)
+    }
+
+    /// Writes the revisions file, if there is one; a failure is logged: the windows in memory
+    /// still hold until a restart.
+    fn save_revisions(&self, state: &State) {
+        let Some(path) = &self.revisions_file else {
+            return;
+        };
+        let revisions: crate::revisions::Revisions = state
+            .checksums
+            .iter()
+            .filter_map(|(name, revision)| {
+                Some((
+                    name.clone(),
+                    crate::revisions::Window {
+                        revision: revision.clone(),
+                        window_start_ms: state.known.get(name)?.window_start_ms,
+                    },
+                ))
+            })
+            .collect();
+        if let Err(e) = crate::revisions::save(path, &revisions) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the revisions file");
         }
     }
 
@@ -117,20 +165,28 @@ impl Board {
             .collect()
     }
 
-    /// Records a Flagger phase; a new checksum starts a new window at `now_ms`, and the verdict
-    /// of the old window no longer stands. Returns whether a new window started.
-    pub fn flagger_event(
+    /// Records that a rollout controller asked about `experiment` for `revision` (Flagger's
+    /// `checksum`, Argo's pod-template hash) in `phase`. A revision the server has not seen for
+    /// the experiment — a new one, or the first since the server started — starts a new window
+    /// at `now_ms`, and the verdict of the old window no longer stands: a fixed revision is
+    /// never judged by the events of the one it replaced. Costs data after a restart, never a
+    /// false rollback. Returns whether a new window started.
+    pub fn revision(
         &self,
         experiment: &str,
+        revision: &str,
         phase: &str,
-        checksum: &str,
         now_ms: i64,
         default_window_ms: i64,
     ) -> bool {
         let mut state = self.write();
-        let previous = state
-            .checksums
-            .insert(experiment.to_string(), checksum.to_string());
+        let renewed = !revision.is_empty()
+            && state.checksums.get(experiment).map(String::as_str) != Some(revision);
+        if renewed {
+            state
+                .checksums
+                .insert(experiment.to_string(), revision.to_string());
+        }
         let known = state
             .known
             .entry(experiment.to_string())
@@ -138,16 +194,38 @@ impl Board {
                 window_start_ms: default_window_ms,
                 ..Known::default()
             });
+        known.touched_ms = now_ms;
         if !phase.is_empty() {
             known.phase = Some(phase.to_string());
         }
-        let renewed = !checksum.is_empty() && previous.is_some_and(|p| p != checksum);
         if renewed {
             known.window_start_ms = now_ms;
             known.evaluated = None;
             known.failure = None;
+            self.save_revisions(&state);
         }
         renewed
+    }
+
+    /// Forgets the experiments outside `keep` that no controller asked about since `cutoff_ms`:
+    /// without events in the lookback and named by nothing, they would only lengthen each pass.
+    pub fn prune(&self, keep: &std::collections::BTreeSet<String>, cutoff_ms: i64) {
+        let mut state = self.write();
+        let gone: Vec<String> = state
+            .known
+            .iter()
+            .filter(|(name, k)| !keep.contains(*name) && k.touched_ms < cutoff_ms)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let removed = !gone.is_empty();
+        for name in gone {
+            tracing::info!(experiment = %name, "no events within the lookback and not asked about: forgotten");
+            state.known.remove(&name);
+            state.checksums.remove(&name);
+        }
+        if removed {
+            self.save_revisions(&state);
+        }
     }
 
     /// The entry of `experiment` if its window still starts at `window_ms`: an evaluation that

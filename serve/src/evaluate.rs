@@ -72,14 +72,17 @@ pub async fn evaluate_once(config: &EvaluateConfig, board: &Board) -> Pass {
     let mut names: BTreeSet<String> = config.only.iter().cloned().collect();
     if config.only.is_empty() {
         names.extend(config.experiments.names().map(str::to_string));
-        names.extend(board.names());
         match shiftright_analyze::active_since(&config.data, config.read.clone(), now - lookback_ms)
             .await
         {
             Ok(active) => names.extend(active.into_keys()),
             Err(e) => tracing::warn!(error = %chain(&e), "cannot list the active experiments"),
         }
+        board.prune(&names, now - lookback_ms);
     }
+    // Those a rollout controller asks about too: a canary Flagger runs is evaluated even when
+    // --experiment does not name it, or it would wait forever.
+    names.extend(board.names());
     let mut pass = Pass::default();
     for name in names {
         let from = board.window_start(&name, now - lookback_ms);

@@ -9,12 +9,12 @@
 //!
 //! Read only: no endpoint changes data or configuration (a Flagger `event` records the phase and
 //! may start a new window, in memory). Bodies are limited to [`MAX_BODY`] bytes; with a token,
-//! every endpoint but the probes (`/healthz`, `/readyz`) needs `Authorization: Bearer TOKEN`.
+//! every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,12 @@ use crate::verdict::LiveVerdict;
 
 /// The largest request body accepted (Flagger's are a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// Hundreds of pollers, each a short request: no keep-alive, so an idle client holds no slot.
+pub const LIMITS: shiftright_ingest::metrics::Limits = shiftright_ingest::metrics::Limits {
+    max_connections: 512,
+    keep_alive: false,
+};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -63,8 +69,8 @@ async fn authenticate(State(api): State<Api>, request: Request, next: Next) -> R
     let Some(token) = &api.token else {
         return next.run(request).await;
     };
-    // Probes (kubelet's among them) send no token, and these say nothing of the experiments.
-    if matches!(request.uri().path(), "/healthz" | "/readyz") {
+    // The liveness probe says nothing of the experiments; kubelet sends it no token.
+    if request.uri().path() == "/healthz" {
         return next.run(request).await;
     }
     let given = request
@@ -118,10 +124,32 @@ async fn list(State(api): State<Api>) -> Json<Vec<LiveVerdict>> {
     Json(api.board.verdicts(api.config.clock(now_ms())))
 }
 
-async fn verdict(State(api): State<Api>, Path(rest): Path<String>) -> Response {
+/// `?revision=` of the verdict endpoint: Argo's pod-template hash of the canary
+/// (`valueFrom.podTemplateHashValue: Latest`), which starts a new window like Flagger's checksum.
+#[derive(Debug, serde::Deserialize)]
+struct VerdictQuery {
+    #[serde(default)]
+    revision: String,
+}
+
+async fn verdict(
+    State(api): State<Api>,
+    Path(rest): Path<String>,
+    Query(query): Query<VerdictQuery>,
+) -> Response {
     let Some(name) = rest.strip_suffix("/verdict").filter(|n| !n.is_empty()) else {
         return not_found().await;
     };
+    if !query.revision.is_empty() {
+        let now = now_ms();
+        let default_window = now - api.config.lookback.as_millis() as i64;
+        if api
+            .board
+            .revision(name, &query.revision, "", now, default_window)
+        {
+            tracing::info!(experiment = %name, revision = %query.revision, "new revision: a new window starts");
+        }
+    }
     match api.board.verdict(name, api.config.clock(now_ms())) {
         Some(v) => Json(v).into_response(),
         None => {
@@ -160,24 +188,24 @@ async fn flagger(State(api): State<Api>, Path(hook): Path<String>, body: Bytes) 
     let experiment = payload.experiment();
     let now = now_ms();
     let default_window = now - api.config.lookback.as_millis() as i64;
+    // Every hook carries the canary's checksum: a new one (or the first since the start) is a
+    // new revision and a new window, and the canary is known from its first webhook on.
+    let renewed = api.board.revision(
+        &experiment,
+        &payload.checksum,
+        &payload.phase,
+        now,
+        default_window,
+    );
+    if renewed {
+        tracing::info!(%experiment, checksum = %payload.checksum, "new canary revision: a new window starts");
+    }
     if hook == Hook::Event {
-        let renewed = api.board.flagger_event(
-            &experiment,
-            &payload.phase,
-            &payload.checksum,
-            now,
-            default_window,
-        );
-        if renewed {
-            tracing::info!(%experiment, checksum = %payload.checksum, "new canary revision: a new window starts");
-        }
         return Json(
             json!({"experiment": experiment, "recorded": payload.phase, "new_window": renewed}),
         )
         .into_response();
     }
-    // A canary Flagger runs is known from its first webhook on, waiting for data if need be.
-    api.board.window_start(&experiment, default_window);
     let Some(v) = api.board.verdict(&experiment, api.config.clock(now)) else {
         return bad_request(format!("no experiment {experiment:?}"));
     };

@@ -19,6 +19,7 @@ pub mod flagger;
 pub mod http;
 pub mod metrics;
 pub mod publish;
+pub mod revisions;
 pub mod verdict;
 pub mod watch;
 
@@ -46,6 +47,8 @@ pub struct ServeConfig {
     pub no_auth: bool,
     /// Publish decisions to a Kafka topic.
     pub publish: Option<PublishConfig>,
+    /// Keep each experiment's revision and window here across restarts ([`revisions`]).
+    pub revisions_file: Option<PathBuf>,
 }
 
 /// The token of `config`, checked against the bind address: a server reachable from other
@@ -91,7 +94,10 @@ pub async fn serve(
     listening: impl FnOnce(SocketAddr),
 ) -> Result<()> {
     let token = token(&config)?;
-    let board = Board::new("serve");
+    let board = match &config.revisions_file {
+        Some(path) => Board::with_revisions("serve", path).map_err(Error::Config)?,
+        None => Board::new("serve"),
+    };
     let publisher = config
         .publish
         .as_ref()
@@ -127,6 +133,7 @@ pub async fn serve(
         listener,
         http::router(api),
         shutdown.clone(),
+        http::LIMITS,
     ));
     listening(addr);
     tracing::info!(%addr, "serving verdicts");

@@ -69,6 +69,8 @@ pub struct Known {
     pub phase: Option<String>,
     /// Set when the last evaluation failed: why.
     pub failure: Option<String>,
+    /// When a rollout controller last asked about the experiment, ms (0: never).
+    pub touched_ms: i64,
 }
 
 /// One evaluation's outcome.

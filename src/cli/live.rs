@@ -77,6 +77,12 @@ pub struct ServeArgs {
     /// Serve a non-loopback --bind without a token (e.g. behind a mesh that authenticates).
     #[arg(long, env = "SHIFTRIGHT_NO_AUTH")]
     pub no_auth: bool,
+    /// Keep each experiment's revision (Flagger's checksum, Argo's `?revision=`) and window in
+    /// this file, so a restart goes on with the same windows. Without it, a revision first seen
+    /// after a start opens a new window then: the data gathered before the restart is not used,
+    /// and a fixed revision is never judged by the errors of the one it replaced.
+    #[arg(long, env = "SHIFTRIGHT_STATE")]
+    pub state: Option<PathBuf>,
     #[command(flatten)]
     pub decisions: DecisionArgs,
 }

@@ -74,8 +74,14 @@ impl Server {
             .unwrap_or_else(|| panic!("first line: {line:?}"))
             .to_string();
         let server = Server { child, base };
+        // With a token, the readiness probe needs it too.
+        let token = extra
+            .iter()
+            .position(|a| *a == "--auth-token-file")
+            .and_then(|i| std::fs::read_to_string(extra[i + 1]).ok())
+            .map(|t| t.trim().to_string());
         let started = Instant::now();
-        while get(&server.url("/readyz"), None).0 != 200 {
+        while get(&server.url("/readyz"), token.as_deref()).0 != 200 {
             assert!(started.elapsed() < Duration::from_secs(120), "never ready");
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -104,6 +110,20 @@ impl Server {
         let status = response.status().as_u16();
         (status, response.body_mut().read_to_string().unwrap())
     }
+}
+
+/// The revision the tests' Flagger bodies and Argo URLs carry.
+pub const REVISION: &str = "rev-1";
+
+/// A revisions file (`serve --state`) in `dir` in which both demo experiments are at
+/// [`REVISION`] with a window over all of the demo's data, as a server that has been judging
+/// them since before the data would have it.
+pub fn seeded_state(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("revisions.json");
+    let window = serde_json::json!({"revision": REVISION, "window_start_ms": 0});
+    let state = serde_json::json!({ REGRESSED: window, HEALTHY: window });
+    std::fs::write(&path, state.to_string()).unwrap();
+    path
 }
 
 /// The decisions topic of [`publishing`].

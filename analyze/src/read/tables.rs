@@ -202,18 +202,12 @@ impl Store {
         }
         let mut incomplete = incomplete_batches(files.values().flatten());
         if !incomplete.is_empty() && !scope.is_everything() {
-            let mut everything = Vec::new();
-            for (table, dir, _) in tables(data_dir) {
-                if partitioned(table) {
-                    everything.extend(parquet_files(&dir, &|_| true)?);
-                }
-            }
-            let truly = incomplete_batches(everything.iter());
-            incomplete.retain(|id| truly.contains(id));
+            confirm_incomplete(data_dir, &mut incomplete)?;
         }
-        for (table, paths) in files.iter_mut() {
-            if partitioned(table) {
-                paths.retain(|path| scope.keeps_file(path));
+        for (table, dir, _) in tables(data_dir) {
+            if let (true, Some(paths)) = (partitioned(table), files.get_mut(table)) {
+                // Judged below the table's root: the data directory's own path may hold any name.
+                paths.retain(|path| scope.keeps_file(path.strip_prefix(&dir).unwrap_or(path)));
             }
         }
         let mut store = Store {
@@ -249,6 +243,44 @@ impl Store {
         }
         Ok(store)
     }
+}
+
+/// Flush batches found complete over every date after a scope's listing made them look
+/// incomplete (their other files lie on a date it skips: a late event, a flush across
+/// midnight). A complete batch stays complete, so each is listed in full once per process, not
+/// at every evaluation of a server.
+static COMPLETE: std::sync::OnceLock<std::sync::Mutex<BTreeSet<(PathBuf, BatchId)>>> =
+    std::sync::OnceLock::new();
+
+/// Keeps in `incomplete` only the batches that are incomplete over every date of `data_dir`.
+fn confirm_incomplete(data_dir: &Path, incomplete: &mut BTreeSet<BatchId>) -> Result<()> {
+    let complete = COMPLETE.get_or_init(Default::default);
+    let known = |id: &BatchId| {
+        complete
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(data_dir.to_path_buf(), id.clone()))
+    };
+    incomplete.retain(|id| !known(id));
+    if incomplete.is_empty() {
+        return Ok(());
+    }
+    let mut everything = Vec::new();
+    for (table, dir, _) in tables(data_dir) {
+        if partitioned(table) {
+            everything.extend(parquet_files(&dir, &|_| true)?);
+        }
+    }
+    let truly = incomplete_batches(everything.iter());
+    let mut complete = complete.lock().unwrap_or_else(|e| e.into_inner());
+    incomplete.retain(|id| {
+        let still = truly.contains(id);
+        if !still {
+            complete.insert((data_dir.to_path_buf(), id.clone()));
+        }
+        still
+    });
+    Ok(())
 }
 
 /// Whether `table` is laid out in `date=`/`experiment=` directories that a scope can skip.
