@@ -395,8 +395,7 @@ pub fn to_markdown(regressed: &RolloutResult, healthy: &RolloutResult) -> String
          | run | first regressed event → ROLLBACK at the endpoint | → on the decisions topic | verdicts seen | verdict endpoint under {POLL_RATE} polls/s: p50 / p99 / max |\n\
          |---|---:|---:|---|---:|\n\
          | regressed | {} | {} | {} | {:.1} / {:.1} / {:.1} ms ({} polls, {} not 200) |\n\
-         | healthy, {} s | — | — | {} (rolled back: {}) | {:.1} / {:.1} / {:.1} ms ({} polls, {} not 200) |\n\n\
-         Machine: {}.\n",
+         | healthy, {} s | — | — | {} (rolled back: {}) | {:.1} / {:.1} / {:.1} ms ({} polls, {} not 200) |\n",
         c.rate,
         c.canary_share * 100.0,
         c.baseline_errors * 100.0,
@@ -410,6 +409,5 @@ pub fn to_markdown(regressed: &RolloutResult, healthy: &RolloutResult) -> String
         healthy_verdicts.join(" → "),
         if rolled_back { "yes" } else { "no" },
         healthy.poll_ms[0], healthy.poll_ms[1], healthy.poll_ms[2], healthy.polls.0, healthy.polls.1,
-        crate::machine(),
     )
 }

@@ -113,6 +113,18 @@ pub async fn serve(
         addr: config.bind,
         source,
     })?;
+    // The experiments named up front are known from the first request on (waiting for data),
+    // not only once the first evaluation reaches them.
+    let first_window = evaluate::now_ms() - config.evaluate.lookback.as_millis() as i64;
+    for name in config
+        .evaluate
+        .only
+        .iter()
+        .map(String::as_str)
+        .chain(config.evaluate.experiments.names())
+    {
+        board.window_start(name, first_window);
+    }
     let counts = Arc::new(metrics::Counts::default());
     let api = http::Api {
         board: board.clone(),
