@@ -2,8 +2,9 @@
 //! writes it) and the HTTP handlers (which read it), and the decisions it announces.
 //!
 //! A verdict change is announced once, on a broadcast channel, as a [`Decision`]: the decisions
-//! topic publishes it and `watch` prints it. Windows live here too: a Flagger `event` with a new
-//! checksum starts a new one for its experiment, and the next evaluation reads from there.
+//! topic publishes it and `watch` prints it. Windows live here too: a revision the board has not
+//! seen for an experiment (Flagger's checksum, Argo's `?revision=`) starts a new one, and the
+//! next evaluation reads from there; `--state` keeps them across restarts.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

@@ -4,8 +4,8 @@
 //! `lookback` are listed to find the experiments with events (their newest event time and
 //! count), then each experiment is analysed over its own `experiment=` partitions from its window
 //! start on. The window of an experiment is fixed when the server first sees it (`now −
-//! lookback`), so the anytime-valid tests see one growing sample, and restarts at a Flagger
-//! checksum change (a new revision is a new experiment). Days of history kept in the data
+//! lookback`), so the anytime-valid tests see one growing sample, and restarts at a new
+//! revision (Flagger's checksum, Argo's `?revision=`: a new revision is a new experiment). Days of history kept in the data
 //! directory before the window are neither listed nor read.
 
 use std::collections::BTreeSet;

@@ -7,8 +7,8 @@
 //! - `GET /metrics`: Prometheus ([`crate::metrics`]);
 //! - `GET /healthz` (alive), `GET /readyz` (after the first evaluation).
 //!
-//! Read only: no endpoint changes data or configuration (a Flagger `event` records the phase and
-//! may start a new window, in memory). Bodies are limited to [`MAX_BODY`] bytes; with a token,
+//! Read only: no endpoint changes data or configuration (a Flagger hook records the phase, and a
+//! new revision starts a new window, in memory and in `--state`). Bodies are limited to [`MAX_BODY`] bytes; with a token,
 //! every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`.
 
 use std::sync::Arc;

@@ -63,7 +63,7 @@ pub fn token(config: &ServeConfig) -> Result<Option<String>> {
         if !config.bind.ip().is_loopback() && !config.no_auth {
             return Err(Error::Config(format!(
                 "--bind {} is reachable from other hosts: pass --auth-token-file FILE (a Bearer \
-                 token every endpoint but the probes will need) or --no-auth to serve it without one",
+                 token every endpoint but /healthz will need) or --no-auth to serve it without one",
                 config.bind
             )));
         }

@@ -28,8 +28,8 @@ pub struct LiveArgs {
     /// the rollout pauses rather than going on blind.
     #[arg(long, env = "SHIFTRIGHT_STALE_AFTER", default_value = "2m", value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
-    /// How far back an experiment's window starts when it is first seen (a Flagger revision
-    /// starts its own at its first `event`); dates before it are not read.
+    /// How far back an experiment's window starts when it is first seen; a new revision (Flagger's
+    /// checksum, Argo's `?revision=`) starts its own. Dates before the window are not read.
     #[arg(long, env = "SHIFTRIGHT_LOOKBACK", default_value = "24h", value_parser = humantime::parse_duration)]
     pub lookback: Duration,
     #[command(flatten)]
@@ -70,8 +70,8 @@ pub struct ServeArgs {
     /// Address to listen on. Anything but loopback needs --auth-token-file or --no-auth.
     #[arg(long, env = "SHIFTRIGHT_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// A file holding the Bearer token (one line, 16+ characters) that every endpoint but the
-    /// probes (/healthz, /readyz) requires: `Authorization: Bearer TOKEN`.
+    /// A file holding the Bearer token (one line, 16+ characters) that every endpoint but
+    /// /healthz requires (the readiness probe too): `Authorization: Bearer TOKEN`.
     #[arg(long, env = "SHIFTRIGHT_AUTH_TOKEN_FILE", conflicts_with = "no_auth")]
     pub auth_token_file: Option<PathBuf>,
     /// Serve a non-loopback --bind without a token (e.g. behind a mesh that authenticates).
