@@ -8,7 +8,8 @@
 -- `latencies` are the user's live latencies, ascending (synthetic users' requests are side
 -- traffic: `analysis_side_traffic`). Business events count at or after the user's first exposure
 -- in the experiment (`converted`, `revenue`) or before it (`pre_converted`, `pre_revenue`:
--- CUPED's covariates); `user_metrics` says the same per-user figures with joins. `kinds`,
+-- CUPED's covariates); `assigned_at` is that first exposure (epoch ms; the first live request
+-- when the user has no exposure event), which puts the user in a rollout stage; `user_metrics` says the same per-user figures with joins. `kinds`,
 -- `kind_counts` and `kind_values` are the business events at or after first exposure per kind
 -- (sorted by kind; empty on segment rows): what `[[metrics]]` of the experiments file read.
 SELECT
@@ -27,6 +28,7 @@ SELECT
     get_field(u, 'revenue') AS revenue,
     get_field(u, 'pre_converted') AS pre_converted,
     get_field(u, 'pre_revenue') AS pre_revenue,
+    get_field(u, 'assigned_at') AS assigned_at,
     get_field(u, 'latencies') AS latencies,
     get_field(u, 'kinds') AS kinds,
     get_field(u, 'kind_counts') AS kind_counts,

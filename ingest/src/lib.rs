@@ -29,6 +29,7 @@ pub mod continuity;
 pub mod dead_letters;
 pub mod decode;
 pub mod error;
+pub mod exposition;
 pub mod lock;
 pub mod metrics;
 pub mod offsets;

@@ -3,7 +3,7 @@
 //! however they arrive (split across TCP segments, pipelined, kept alive); on top of it the
 //! endpoint bounds what clients can hold, since a scrape target must never starve the ingest of
 //! file descriptors: at most [`MAX_CONNECTIONS`] at once, each with [`HEADER_TIMEOUT`] to send its
-//! request head and [`CONNECTION_LIFETIME`] in all. The text itself is rendered by `stats`.
+//! request head and [`CONNECTION_LIFETIME`] in all. The text itself is `exposition`'s (prometheus-client).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +20,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::IngestStats;
-
-/// The content type of Prometheus' text exposition format.
-const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -114,8 +111,8 @@ pub async fn serve_router(
 
 async fn metrics(State(stats): State<Arc<IngestStats>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        stats.render_prometheus(),
+        [(header::CONTENT_TYPE, crate::exposition::CONTENT_TYPE)],
+        crate::exposition::render(&stats),
     )
 }
 

@@ -1,10 +1,9 @@
-//! What the ingest counts, and its Prometheus rendering: messages consumed; rows, bytes and files
+//! What the ingest counts (`exposition` renders it for Prometheus): messages consumed; rows, bytes and files
 //! written per table; dead letters by reason; flush durations; and per partition the last durable
 //! offset and the consumer lag. Updated from the pipeline and the consumer's statistics callback,
 //! read by the metrics endpoint, the demo and the tests.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,11 +14,11 @@ use crate::buffer::TopicPartition;
 use crate::decode::RejectReason;
 
 /// Upper bounds (seconds) of the flush-duration histogram buckets.
-const FLUSH_BUCKETS: [f64; 11] = [
+pub(crate) const FLUSH_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-const TABLES: [Table; 4] = [
+pub(crate) const TABLES: [Table; 4] = [
     Table::Requests,
     Table::Business,
     Table::Exposures,
@@ -44,18 +43,18 @@ pub struct PartitionGauges {
 /// Live counters; cheap to update from the pipeline and to read from anywhere.
 #[derive(Debug, Default)]
 pub struct IngestStats {
-    messages: AtomicU64,
-    rows: [AtomicU64; 4],
-    bytes: [AtomicU64; 4],
-    files: [AtomicU64; 4],
-    dead_letters: [AtomicU64; RejectReason::ALL.len()],
-    flushes: AtomicU64,
-    flush_micros: AtomicU64,
-    flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
+    pub(crate) messages: AtomicU64,
+    pub(crate) rows: [AtomicU64; 4],
+    pub(crate) bytes: [AtomicU64; 4],
+    pub(crate) files: [AtomicU64; 4],
+    pub(crate) dead_letters: [AtomicU64; RejectReason::ALL.len()],
+    pub(crate) flushes: AtomicU64,
+    pub(crate) flush_micros: AtomicU64,
+    pub(crate) flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
     partitions: Mutex<BTreeMap<TopicPartition, PartitionGauges>>,
-    quarantined: AtomicU64,
+    pub(crate) quarantined: AtomicU64,
     /// Offset resets found: [stopped, accepted].
-    offset_resets: [AtomicU64; 2],
+    pub(crate) offset_resets: [AtomicU64; 2],
 }
 
 /// A copy of the main counters at one moment.
@@ -218,135 +217,6 @@ impl IngestStats {
             flushes: get(&self.flushes),
         }
     }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn render_prometheus(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (suffix_and_labels, value) in samples {
-                let _ = writeln!(out, "{name}{suffix_and_labels} {value}");
-            }
-        };
-        family(
-            "shiftright_messages_consumed_total",
-            "counter",
-            "Kafka messages read.",
-            &[(String::new(), get(&self.messages).to_string())],
-        );
-        let per_table = |values: &[AtomicU64; 4]| -> Vec<(String, String)> {
-            TABLES
-                .iter()
-                .zip(values)
-                .map(|(t, v)| (format!("{{table=\"{}\"}}", t.name()), get(v).to_string()))
-                .collect()
-        };
-        family(
-            "shiftright_rows_written_total",
-            "counter",
-            "Rows made durable, per table.",
-            &per_table(&self.rows),
-        );
-        family(
-            "shiftright_bytes_written_total",
-            "counter",
-            "Parquet bytes made durable, per table.",
-            &per_table(&self.bytes),
-        );
-        family(
-            "shiftright_files_written_total",
-            "counter",
-            "Parquet files made durable, per table.",
-            &per_table(&self.files),
-        );
-        let reasons: Vec<(String, String)> = RejectReason::ALL
-            .iter()
-            .zip(&self.dead_letters)
-            .map(|(r, c)| (format!("{{reason=\"{}\"}}", r.code()), get(c).to_string()))
-            .collect();
-        family(
-            "shiftright_dead_letters_total",
-            "counter",
-            "Rejected messages made durable, by reason.",
-            &reasons,
-        );
-        let mut histogram = Vec::new();
-        let mut cumulative = 0;
-        for (bound, c) in FLUSH_BUCKETS.iter().zip(&self.flush_buckets) {
-            cumulative += get(c);
-            histogram.push((format!("_bucket{{le=\"{bound}\"}}"), cumulative.to_string()));
-        }
-        histogram.push((
-            "_bucket{le=\"+Inf\"}".to_string(),
-            get(&self.flushes).to_string(),
-        ));
-        histogram.push((
-            "_sum".to_string(),
-            (get(&self.flush_micros) as f64 / 1e6).to_string(),
-        ));
-        histogram.push(("_count".to_string(), get(&self.flushes).to_string()));
-        family(
-            "shiftright_flush_duration_seconds",
-            "histogram",
-            "Time to make one flush batch durable.",
-            &histogram,
-        );
-        let partitions = self.partitions();
-        let gauge = |pick: fn(&PartitionGauges) -> Option<i64>| -> Vec<(String, String)> {
-            partitions
-                .iter()
-                .filter_map(|(tp, g)| {
-                    pick(g).map(|v| {
-                        (
-                            format!("{{topic=\"{}\",partition=\"{}\"}}", tp.topic, tp.partition),
-                            v.to_string(),
-                        )
-                    })
-                })
-                .collect()
-        };
-        family(
-            "shiftright_next_durable_offset",
-            "gauge",
-            "One past the last offset in durable files, per partition.",
-            &gauge(|g| g.next_durable_offset),
-        );
-        family(
-            "shiftright_consumer_lag",
-            "gauge",
-            "High watermark minus committed offset, per partition.",
-            &gauge(|g| g.lag),
-        );
-        family(
-            "shiftright_partition_stopped",
-            "gauge",
-            "1 for a partition stopped because its log went below the durable offsets.",
-            &gauge(|g| g.stopped.then_some(1)),
-        );
-        family(
-            "shiftright_offset_resets_total",
-            "counter",
-            "Partition logs found reset below the durable offsets, by what was done.",
-            &[
-                (
-                    "{action=\"stopped\"}".to_string(),
-                    get(&self.offset_resets[0]).to_string(),
-                ),
-                (
-                    "{action=\"accepted\"}".to_string(),
-                    get(&self.offset_resets[1]).to_string(),
-                ),
-            ],
-        );
-        family(
-            "shiftright_batches_quarantined_total",
-            "counter",
-            "Damaged flush batches moved to _quarantine/ at recovery (their rows are read again).",
-            &[(String::new(), get(&self.quarantined).to_string())],
-        );
-        out
-    }
 }
 
 #[cfg(test)]
@@ -355,7 +225,7 @@ mod tests {
 
     #[test]
     fn prometheus_text_has_every_family_and_sample() {
-        let stats = IngestStats::default();
+        let stats = std::sync::Arc::new(IngestStats::default());
         stats.message();
         let tp = TopicPartition {
             topic: "requests".into(),
@@ -371,7 +241,7 @@ mod tests {
         stats.flushed(&tp, 6, &record);
         stats.set_lag(tp.clone(), 42);
         stats.offset_reset(&tp, false);
-        let text = stats.render_prometheus();
+        let text = crate::exposition::render(&stats);
         for line in [
             "shiftright_messages_consumed_total 1",
             "shiftright_rows_written_total{table=\"requests\"} 5",

@@ -25,13 +25,17 @@
 //! [experiments.checkout-canary]
 //! baseline = "v1"
 //! weights = { v1 = 0.95, v2 = 0.05 }   # expected allocation: enables the SRM check
+//! # or, for a canary that ramps, the allocation per rollout stage (`stages.rs`):
+//! # stages = [{ from = "2026-12-01T10:00:00Z", weights = { v1 = 75, v2 = 25 } }]
 //! traffic_cap = 0.06                   # roll back when the canary's share is significantly above 6%
 //! ```
 
 pub mod metric;
+pub mod stages;
 pub mod user_metrics;
 
 pub use metric::Metric;
+pub use stages::Stage;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -136,7 +140,10 @@ pub struct ExperimentSettings {
     /// Baseline variant; None: the first of `control`, `baseline`, `v1` present.
     pub baseline: Option<String>,
     /// Expected allocation weights; None: the SRM check is skipped (and the report says so).
+    /// With `stages`, the allocation before the first stage.
     pub weights: Option<BTreeMap<String, f64>>,
+    /// Rollout stages, by start: SRM per stage, comparisons within the latest (`stages.rs`).
+    pub stages: Vec<Stage>,
     /// Two-sided confidence level. Default 0.95.
     pub confidence: f64,
     /// Users per variant before a metric may roll back or promote. Default 100.
@@ -172,6 +179,7 @@ impl Default for ExperimentSettings {
         ExperimentSettings {
             baseline: None,
             weights: None,
+            stages: Vec::new(),
             confidence: 0.95,
             min_users: 100,
             segment_min_users: 100,
@@ -197,6 +205,14 @@ impl ExperimentSettings {
         1.0 - self.confidence
     }
 
+    /// The expected allocation of rollout stage `stage` (0: before the first, or no stages).
+    pub fn stage_weights(&self, stage: usize) -> Option<&BTreeMap<String, f64>> {
+        match stage {
+            0 => self.weights.as_ref(),
+            i => self.stages.get(i - 1).map(|s| &s.weights),
+        }
+    }
+
     /// Sets the ratio threshold of `metric`'s ratio guardrail in its default direction, adding
     /// the guardrail when there is none (what `error_rate_ratio` and `p99_ratio` do).
     pub fn set_ratio(&mut self, metric: Metric, threshold: f64) {
@@ -220,6 +236,7 @@ impl ExperimentSettings {
 struct Overrides {
     baseline: Option<String>,
     weights: Option<BTreeMap<String, f64>>,
+    stages: Option<Vec<stages::StageEntry>>,
     confidence: Option<f64>,
     min_users: Option<u64>,
     segment_min_users: Option<u64>,
@@ -243,6 +260,14 @@ impl Overrides {
         }
         if let Some(v) = &self.weights {
             s.weights = Some(v.clone());
+        }
+        if let Some(entries) = &self.stages {
+            if at == "defaults" {
+                return Err(
+                    "[defaults] stages: allowed only in an experiment's own table ([experiments.NAME]): a rollout's stages are its own".into(),
+                );
+            }
+            s.stages = stages::parse(at, entries, |key, w| check_weights(at, key, w, None))?;
         }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { s.$field = v; } )* };
@@ -384,6 +409,16 @@ impl ExperimentsFile {
             .unwrap_or_else(|| self.defaults.clone())
     }
 
+    /// The SQL expression of each `analysis_users` row's rollout stage, `None` when no
+    /// experiment has stages (`stages::stage_sql`).
+    pub fn rollout_stage_sql(&self) -> Option<String> {
+        stages::stage_sql(
+            self.experiments
+                .iter()
+                .map(|(name, s)| (name.as_str(), s.stages.as_slice())),
+        )
+    }
+
     /// Forces one method on every experiment (`analyze --method`), over what the file says.
     pub fn with_method(mut self, method: Method) -> Self {
         self.defaults.method = method;
@@ -407,6 +442,45 @@ pub(crate) fn check_rule(key: &str, rule: &ThresholdRule) -> Result<(), String> 
     } else {
         Err(format!("{key} = {t}: allowed {allowed}"))
     }
+}
+
+/// Whether `weights` (at `key` of table `at`) is an allocation: two variants or more, positive,
+/// summing to 1 or 100, naming the baseline when there is one.
+fn check_weights(
+    at: &str,
+    key: &str,
+    weights: &BTreeMap<String, f64>,
+    baseline: Option<&String>,
+) -> Result<(), String> {
+    let fail = |key: &str, allowed: &str, got: String| {
+        Err(format!("[{at}] {key} = {got}: allowed {allowed}"))
+    };
+    if weights.len() < 2 {
+        return fail(key, "at least two variants", format!("{weights:?}"));
+    }
+    if let Some((name, w)) = weights.iter().find(|(_, w)| !(**w > 0.0 && w.is_finite())) {
+        return fail(&format!("{key}.{name}"), "a positive weight", w.to_string());
+    }
+    // Shares of 1, or percentages of 100; anything else is a typo that a silent rescale
+    // would turn into a wrong SRM test.
+    let sum: f64 = weights.values().sum();
+    if (sum - 1.0).abs() > 1e-3 && (sum - 100.0).abs() > 0.1 {
+        return fail(
+            key,
+            "weights that sum to 1 (shares) or to 100 (percentages)",
+            format!("{weights:?}, which sum to {sum}"),
+        );
+    }
+    if let Some(baseline) = baseline {
+        if !weights.contains_key(baseline) {
+            return fail(
+                "baseline",
+                &format!("one of the variants named in {key}"),
+                format!("{baseline:?}"),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
@@ -478,35 +552,15 @@ fn validate(at: &str, s: &ExperimentSettings) -> Result<(), String> {
         );
     }
     if let Some(weights) = &s.weights {
-        if weights.len() < 2 {
-            return fail("weights", "at least two variants", format!("{weights:?}"));
-        }
-        if let Some((name, w)) = weights.iter().find(|(_, w)| !(**w > 0.0 && w.is_finite())) {
-            return fail(
-                &format!("weights.{name}"),
-                "a positive weight",
-                w.to_string(),
-            );
-        }
-        // Shares of 1, or percentages of 100; anything else is a typo that a silent rescale
-        // would turn into a wrong SRM test.
-        let sum: f64 = weights.values().sum();
-        if (sum - 1.0).abs() > 1e-3 && (sum - 100.0).abs() > 0.1 {
-            return fail(
-                "weights",
-                "weights that sum to 1 (shares) or to 100 (percentages)",
-                format!("{weights:?}, which sum to {sum}"),
-            );
-        }
-        if let Some(baseline) = &s.baseline {
-            if !weights.contains_key(baseline) {
-                return fail(
-                    "baseline",
-                    "one of the variants named in weights",
-                    format!("{baseline:?}"),
-                );
-            }
-        }
+        check_weights(at, "weights", weights, s.baseline.as_ref())?;
+    }
+    for (i, stage) in s.stages.iter().enumerate() {
+        check_weights(
+            at,
+            &format!("stages[{i}].weights"),
+            &stage.weights,
+            s.baseline.as_ref(),
+        )?;
     }
     Ok(())
 }

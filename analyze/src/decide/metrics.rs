@@ -493,14 +493,19 @@ fn latency_rank(base: &VariantStats, variant: &VariantStats, alpha: f64) -> Opti
 }
 
 /// The blast-radius checks of `variant`: excess errors against the harm budget, share against the cap.
+///
+/// `excess` is the variant's excess errors when they are measured otherwise than over these two
+/// arms (by rollout stage: `stats::stratified_excess_errors`).
 pub fn blast_radius(
     base: &VariantStats,
     variant: &VariantStats,
     total_users: u64,
+    excess: Option<stats::Estimate>,
     settings: &ExperimentSettings,
 ) -> BlastRadius {
     let alpha = settings.alpha();
-    let excess = stats::excess_errors(&base.arm.errors, &variant.arm.errors, alpha);
+    let excess = excess
+        .unwrap_or_else(|| stats::excess_errors(&base.arm.errors, &variant.arm.errors, alpha));
     let share = if total_users > 0 {
         variant.arm.users as f64 / total_users as f64
     } else {

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod report;
 pub mod segments;
 pub mod side_traffic;
+mod srm;
 
 use std::collections::BTreeMap;
 
@@ -17,13 +18,50 @@ use crate::config::{ExperimentSettings, Method, Metric, DEFAULT_BASELINES};
 use crate::decide::metrics::VariantStats;
 use crate::decide::metrics::{blast_radius, compare, variant_stats};
 use crate::decide::report::{
-    BlastRadius, Comparison, DataQuality, Report, SegmentGuardrail, Srm, Verdict,
+    BlastRadius, ComparedStage, Comparison, DataQuality, Report, SegmentGuardrail, Verdict,
 };
-use crate::read::summary::ExperimentSummary;
-use crate::stats;
+use crate::read::summary::{ExperimentSummary, StageArms};
 
-/// SRM p-value below which the experiment is INVALID.
-pub const SRM_P_THRESHOLD: f64 = 0.001;
+pub use srm::SRM_P_THRESHOLD;
+
+/// A variant's excess errors by rollout stage: each stage's users against its own baseline.
+fn staged_excess(
+    users: &ExperimentSummary,
+    base: &VariantStats,
+    variant: &VariantStats,
+    settings: &ExperimentSettings,
+) -> crate::stats::Estimate {
+    let none = crate::stats::RatioStats::default();
+    let strata: Vec<_> = users
+        .stages
+        .values()
+        .filter_map(|s| {
+            let treatment = &s.variants.get(&variant.name)?.errors;
+            Some((
+                s.variants.get(&base.name).map_or(&none, |b| &b.errors),
+                treatment,
+            ))
+        })
+        .collect();
+    crate::stats::stratified_excess_errors(&strata, &base.arm.errors, settings.alpha())
+}
+
+/// The rollout stage whose users are compared: the latest with users, when the experiment has
+/// stages (`config::stages`); `None` compares every user.
+fn compared_stage<'a>(
+    users: &'a ExperimentSummary,
+    settings: &ExperimentSettings,
+) -> Option<(usize, &'a StageArms)> {
+    if settings.stages.is_empty() {
+        return None;
+    }
+    users
+        .stages
+        .iter()
+        .rev()
+        .find(|(_, s)| s.real_users() > 0)
+        .map(|(k, s)| (*k, s))
+}
 
 fn pick_baseline(settings: &ExperimentSettings, variants: &[&String]) -> Option<String> {
     if let Some(b) = &settings.baseline {
@@ -50,13 +88,32 @@ pub fn decide(
 ) -> Report {
     let alpha = settings.alpha();
     let cap = users.revenue_cap;
-    let stats_by_variant = variant_stats(&users.variants, alpha);
+    // With rollout stages, the variants are compared within the latest stage (config::stages);
+    // the harm budget and the traffic cap count every user.
+    let compared = compared_stage(users, settings);
+    let (arms, segment_arms, multiple_variants, real_users) = match &compared {
+        Some((_, s)) => (
+            &s.variants,
+            &s.segments,
+            s.multiple_variants,
+            s.real_users(),
+        ),
+        None => (
+            &users.variants,
+            &users.segments,
+            users.multiple_variants,
+            users.real_users(),
+        ),
+    };
+    let stats_by_variant = variant_stats(arms, alpha);
+    let pooled = compared.map(|_| variant_stats(&users.variants, alpha));
+    let pooled_stats = pooled.as_ref().unwrap_or(&stats_by_variant);
     let names: Vec<&String> = stats_by_variant.keys().collect();
     let baseline = pick_baseline(settings, &names);
     let total_users: u64 = stats_by_variant.values().map(|v| v.arm.users).sum();
-    let real_users = users.real_users();
+    let pooled_users: u64 = pooled_stats.values().map(|v| v.arm.users).sum();
     let multiple_share = if real_users > 0 {
-        users.multiple_variants as f64 / real_users as f64
+        multiple_variants as f64 / real_users as f64
     } else {
         0.0
     };
@@ -76,11 +133,11 @@ pub fn decide(
     let synthetic_checks = side_traffic::synthetic_checks(&users.modes);
     let shadow_traffic = side_traffic::shadow_traffic(&users.modes, &variants);
 
-    let srm = srm_check(settings, &stats_by_variant, &mut invalid);
+    let srm = srm::check(settings, users, compared.map(|(k, _)| k), &mut invalid);
     if multiple_share > settings.max_multiple_exposure {
         invalid.push(format!(
             "{} users ({}) were seen in more than one variant, above the {} allowed: assignment is leaking",
-            users.multiple_variants,
+            multiple_variants,
             fmt_pct(multiple_share),
             fmt_pct(settings.max_multiple_exposure)
         ));
@@ -102,7 +159,19 @@ pub fn decide(
         for name in order.iter().filter(|n| Some(**n) != baseline.as_ref()) {
             let variant = &stats_by_variant[*name];
             comparisons.extend(compare(base, variant, settings));
-            let b = blast_radius(base, variant, total_users, settings);
+            let b = match (pooled_stats.get(&base.name), pooled_stats.get(*name)) {
+                (Some(pooled_base), Some(pooled_variant)) if compared.is_some() => {
+                    let excess = staged_excess(users, pooled_base, pooled_variant, settings);
+                    blast_radius(
+                        pooled_base,
+                        pooled_variant,
+                        pooled_users,
+                        Some(excess),
+                        settings,
+                    )
+                }
+                _ => blast_radius(base, variant, total_users, None, settings),
+            };
             rollback.extend(blast_reasons(&b, settings));
             blast.push(b);
         }
@@ -116,7 +185,7 @@ pub fn decide(
     ));
 
     let segment_guardrails = match &baseline {
-        Some(b) if base_stats.is_some() => segments::guardrails(&users.segments, b, settings),
+        Some(b) if base_stats.is_some() => segments::guardrails(segment_arms, b, settings),
         _ => Vec::new(),
     };
     rollback.extend(segment_reasons(&segment_guardrails));
@@ -141,8 +210,17 @@ pub fn decide(
         confidence: settings.confidence,
         baseline,
         srm,
+        rollout_stage: compared.map(|(k, s)| ComparedStage {
+            stage: k,
+            from: settings
+                .stages
+                .get(k.wrapping_sub(1))
+                .map(|s| s.from_rfc3339()),
+            users: s.real_users(),
+            earlier_users: users.stages.range(..k).map(|(_, s)| s.real_users()).sum(),
+        }),
         data_quality: DataQuality {
-            multiple_variant_users: users.multiple_variants,
+            multiple_variant_users: multiple_variants,
             multiple_variant_share: multiple_share,
             synthetic_users: users.synthetic.clone(),
             duplicates_dropped: users.duplicates_dropped,
@@ -378,81 +456,6 @@ fn fmt_value(metric: &Metric, v: Option<f64>) -> String {
         Some(x) if metric.is_share() => fmt_pct(x),
         Some(x) if metric.quantile().is_some() => format!("{x:.1} ms"),
         Some(x) => format!("{x:.3}"),
-    }
-}
-
-fn srm_check(
-    settings: &ExperimentSettings,
-    stats_by_variant: &BTreeMap<String, crate::decide::metrics::VariantStats>,
-    invalid: &mut Vec<String>,
-) -> Srm {
-    let counts: BTreeMap<String, u64> = stats_by_variant
-        .iter()
-        .map(|(n, v)| (n.clone(), v.arm.users))
-        .collect();
-    let Some(weights) = &settings.weights else {
-        return Srm {
-            checked: false,
-            p_value: None,
-            chi2: None,
-            counts,
-            expected_weights: None,
-            note: Some("no expected allocation: set `weights` for this experiment in the experiments file to check SRM".into()),
-        };
-    };
-    let unexpected: Vec<&String> = counts
-        .keys()
-        .filter(|k| !weights.contains_key(*k))
-        .collect();
-    if !unexpected.is_empty() {
-        invalid.push(format!(
-            "variants {unexpected:?} have users but no expected weight: traffic reaches a variant it should not"
-        ));
-    }
-    let total_w: f64 = weights.values().sum();
-    let names: Vec<&String> = weights.keys().collect();
-    let observed: Vec<u64> = names
-        .iter()
-        .map(|n| counts.get(*n).copied().unwrap_or(0))
-        .collect();
-    let w: Vec<f64> = names.iter().map(|n| weights[*n]).collect();
-    let result = stats::srm_test(&observed, &w);
-    if let Some(r) = &result {
-        if r.p_value < SRM_P_THRESHOLD {
-            let total: u64 = observed.iter().sum();
-            let detail: Vec<String> = names
-                .iter()
-                .zip(&observed)
-                .zip(&w)
-                .map(|((n, o), w)| {
-                    format!(
-                        "{n} {} expected {}",
-                        fmt_pct(*o as f64 / total.max(1) as f64),
-                        fmt_pct(w / total_w)
-                    )
-                })
-                .collect();
-            invalid.push(format!(
-                "sample ratio mismatch (χ² p = {:.1e} < {SRM_P_THRESHOLD}): {}; the assignment or the logging is broken",
-                r.p_value,
-                detail.join(", ")
-            ));
-        }
-    }
-    Srm {
-        checked: result.is_some(),
-        p_value: result.as_ref().map(|r| r.p_value),
-        chi2: result.as_ref().map(|r| r.chi2),
-        counts,
-        expected_weights: Some(
-            weights
-                .iter()
-                .map(|(k, v)| (k.clone(), v / total_w))
-                .collect(),
-        ),
-        note: result
-            .is_none()
-            .then(|| "too few users to test".to_string()),
     }
 }
 

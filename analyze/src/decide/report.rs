@@ -70,6 +70,9 @@ pub struct Report {
     pub baseline: Option<String>,
     /// Sample ratio mismatch check.
     pub srm: Srm,
+    /// With rollout stages, the stage whose users the comparisons read (the latest with users);
+    /// `null` without stages.
+    pub rollout_stage: Option<ComparedStage>,
     /// Data quality counts.
     pub data_quality: DataQuality,
     /// Guardrail tests within each endpoint and region, corrected together; a breach rolls back.
@@ -102,6 +105,42 @@ pub struct Srm {
     pub expected_weights: Option<BTreeMap<String, f64>>,
     /// Why it was not checked, when it was not.
     pub note: Option<String>,
+    /// With rollout stages, the check of each stage; `p_value` above is then the smallest
+    /// adjusted p-value, `counts` and `expected_weights` the compared stage's.
+    pub stages: Vec<StageSrm>,
+}
+
+/// The SRM check of one rollout stage's users (those first exposed while it was in force).
+#[derive(Debug, Clone, Serialize)]
+pub struct StageSrm {
+    /// 0: before the first stage; i: the i-th of `stages` in the experiments file.
+    pub stage: usize,
+    /// When it started (RFC 3339); null for stage 0.
+    pub from: Option<String>,
+    /// Users per variant (non-synthetic, seen in one variant only).
+    pub counts: BTreeMap<String, u64>,
+    /// The stage's allocation, normalised; null when stage 0 has no `weights`.
+    pub expected_weights: Option<BTreeMap<String, f64>>,
+    pub chi2: Option<f64>,
+    pub p_value: Option<f64>,
+    /// Holm-adjusted over the stages tested; below 0.001 the experiment is INVALID.
+    pub adjusted_p_value: Option<f64>,
+    /// Why it was not tested, when it was not.
+    pub note: Option<String>,
+}
+
+/// The rollout stage the comparisons read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComparedStage {
+    /// As in [`StageSrm::stage`].
+    pub stage: usize,
+    /// When it started (RFC 3339); null for stage 0.
+    pub from: Option<String>,
+    /// Its users (non-synthetic).
+    pub users: u64,
+    /// Users first exposed in earlier stages: in the SRM checks and the blast radius, not in
+    /// the comparisons.
+    pub earlier_users: u64,
 }
 
 /// Counts that say whether the data can be trusted.

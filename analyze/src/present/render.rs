@@ -175,6 +175,17 @@ pub(crate) fn comparison_rows(report: &Report) -> (Vec<String>, Vec<Vec<String>>
 
 pub(crate) fn srm_line(report: &Report) -> String {
     let s = &report.srm;
+    if !s.stages.is_empty() {
+        let per: Vec<String> = s
+            .stages
+            .iter()
+            .map(|st| match st.adjusted_p_value {
+                Some(p) => format!("stage {} p = {p:.4}", st.stage),
+                None => format!("stage {} not checked", st.stage),
+            })
+            .collect();
+        return format!("SRM per rollout stage (Holm-adjusted): {}", per.join(", "));
+    }
     match (s.checked, s.p_value) {
         (true, Some(p)) => format!("SRM: χ² p = {p:.4} over {:?}", s.counts),
         _ => format!("SRM: not checked ({})", s.note.clone().unwrap_or_default()),
@@ -217,6 +228,15 @@ pub fn to_table(reports: &[Report]) -> String {
 /// One line per synthetic-check variant and per shadow/mirror mode: traffic beside the verdict.
 pub(crate) fn side_lines(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(st) = &r.rollout_stage {
+        out.push(format!(
+            "compared within rollout stage {}{}: its {} users; {} users first exposed in earlier stages count toward SRM and the blast radius only",
+            st.stage,
+            st.from.as_ref().map(|f| format!(" (from {f})")).unwrap_or_default(),
+            st.users,
+            st.earlier_users
+        ));
+    }
     for c in &r.synthetic_checks {
         out.push(format!(
             "synthetic checks on {}: {} of {} succeeded ({} probes)",

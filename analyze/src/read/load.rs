@@ -210,9 +210,15 @@ async fn revenue_caps(
 }
 
 /// `analysis_arms` with the sums the user-defined `metrics` need, over users whose revenue is
-/// capped as `caps` say. The SQL is split once at its `FROM analysis_users` and put together
-/// again: nothing is replaced inside the metrics' kinds, string literals from the file.
-fn arms_sql(caps: &BTreeMap<String, f64>, metrics: &[UserMetric]) -> Result<String> {
+/// capped as `caps` say, and, when `stage` (the SQL of each user's rollout stage) is given,
+/// grouped both over all users and per stage (`rollout_stage`, NULL on the rows over all). The
+/// SQL is split once at its `FROM analysis_users` and put together again: nothing is replaced
+/// inside the metrics' kinds, string literals from the file.
+fn arms_sql(
+    caps: &BTreeMap<String, f64>,
+    metrics: &[UserMetric],
+    stage: Option<&str>,
+) -> Result<String> {
     let from = "FROM analysis_users";
     let sql = queries::named(ARMS)
         .ok_or_else(|| Error::UnknownQuery(ARMS.into()))?
@@ -225,13 +231,16 @@ fn arms_sql(caps: &BTreeMap<String, f64>, metrics: &[UserMetric]) -> Result<Stri
             )))
         }
     };
-    let extra = metric_columns::arm_columns(metrics);
+    let mut extra = metric_columns::arm_columns(metrics);
+    if stage.is_some() {
+        extra.push(STAGE.to_string());
+    }
     let metric_columns = if extra.is_empty() {
         String::new()
     } else {
         format!(",\n    {}\n", extra.join(",\n    "))
     };
-    let source = if caps.is_empty() {
+    let source = if caps.is_empty() && stage.is_none() {
         from.to_string()
     } else {
         let cases: String = caps
@@ -244,20 +253,44 @@ fn arms_sql(caps: &BTreeMap<String, f64>, metrics: &[UserMetric]) -> Result<Stri
             })
             .collect();
         let capped = |column: &str| {
+            if caps.is_empty() {
+                return column.to_string();
+            }
             format!("LEAST({column}, CASE experiment{cases} ELSE {column} END) AS {column}")
         };
-        let columns = crate::read::user_state::row_fields()
+        let mut columns: Vec<String> = crate::read::user_state::row_fields()
             .iter()
             .map(|f| match f.name().as_str() {
                 "revenue" | "pre_revenue" => capped(f.name()),
                 other => other.to_string(),
             })
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("FROM (SELECT {columns} FROM analysis_users) AS analysis_users")
+            .collect();
+        if let Some(stage) = stage {
+            columns.push(format!("{stage} AS {STAGE}"));
+        }
+        format!(
+            "FROM (SELECT {} FROM analysis_users) AS analysis_users",
+            columns.join(", ")
+        )
+    };
+    let rest = match stage {
+        None => rest.to_string(),
+        Some(_) => {
+            let keys = rest
+                .trim()
+                .strip_prefix("GROUP BY ")
+                .filter(|k| !k.to_uppercase().contains(" BY ") && !k.contains(['(', ')', ';']))
+                .ok_or_else(|| {
+                    Error::UnknownQuery(format!("{ARMS} no longer ends in its GROUP BY"))
+                })?;
+            format!("\nGROUP BY GROUPING SETS (({keys}), ({keys}, {STAGE}))\n")
+        }
     };
     Ok(format!("{select}{metric_columns}{source}{rest}"))
 }
+
+/// The column of `analysis_arms` rows that says their rollout stage (`config::stages`).
+const STAGE: &str = "rollout_stage";
 
 fn arm(
     i: usize,
@@ -380,9 +413,18 @@ pub async fn load(
 ) -> Result<BTreeMap<String, ExperimentSummary>> {
     let caps = revenue_caps(ctx, only, experiments).await?;
     let mut out: BTreeMap<String, ExperimentSummary> = BTreeMap::new();
-    let mut segments: Vec<(String, Dimension, String, String, ArmSummary)> = Vec::new();
+    let mut segments: Vec<(String, Option<usize>, Dimension, String, String, ArmSummary)> =
+        Vec::new();
     let metrics = experiments.metrics();
-    for batch in run(ctx, ARMS, &arms_sql(&caps, metrics)?, only).await? {
+    let stage_sql = experiments.rollout_stage_sql();
+    for batch in run(
+        ctx,
+        ARMS,
+        &arms_sql(&caps, metrics, stage_sql.as_deref())?,
+        only,
+    )
+    .await?
+    {
         let c = Columns {
             query: ARMS,
             batch: &batch,
@@ -392,6 +434,16 @@ pub async fn load(
         let (segment, variant) = (c.text("segment")?, c.text("variant")?);
         let (synthetic, multiple) = (c.flag("synthetic")?, c.flag("multiple_variants")?);
         let duplicates = c.count("duplicates")?;
+        // Rows over all users have no stage; with stages, the same users come again by stage.
+        let stage: Vec<Option<usize>> = if batch.schema().index_of(STAGE).is_ok() {
+            c.get(STAGE, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|s| s.map(|s| s.max(0) as usize))
+                .collect()
+        } else {
+            vec![None; batch.num_rows()]
+        };
         let latency = c.distribution("latency")?;
         for (i, latencies) in latency.into_iter().enumerate() {
             let dim = Dimension::parse(&dimension[i]).ok_or_else(|| Error::Column {
@@ -405,6 +457,7 @@ pub async fn load(
                 let a = arm(i, &cols, metrics, latencies);
                 segments.push((
                     experiment[i].clone(),
+                    stage[i],
                     dim,
                     segment[i].clone(),
                     variant[i].clone(),
@@ -413,6 +466,18 @@ pub async fn load(
                 continue;
             }
             let e = out.entry(experiment[i].clone()).or_default();
+            if let Some(k) = stage[i] {
+                let s = e.stages.entry(k).or_default();
+                if synthetic[i] {
+                    continue;
+                } else if multiple[i] {
+                    s.multiple_variants += cols.users[i];
+                } else {
+                    s.variants
+                        .insert(variant[i].clone(), arm(i, &cols, metrics, latencies));
+                }
+                continue;
+            }
             e.duplicates_dropped += duplicates[i];
             if synthetic[i] {
                 *e.synthetic.entry(variant[i].clone()).or_default() += cols.users[i];
@@ -430,20 +495,24 @@ pub async fn load(
     // A dimension with a single segment repeats the overall test: left out.
     let mut per_dimension: BTreeMap<(String, &'static str), std::collections::BTreeSet<String>> =
         BTreeMap::new();
-    for (experiment, dim, segment, _, _) in &segments {
+    for (experiment, _, dim, segment, _, _) in &segments {
         per_dimension
             .entry((experiment.clone(), dim.name()))
             .or_default()
             .insert(segment.clone());
     }
-    for (experiment, dim, segment, variant, a) in segments {
+    for (experiment, stage, dim, segment, variant, a) in segments {
         let several = per_dimension[&(experiment.clone(), dim.name())].len() > 1;
-        if let (true, Some(e)) = (several, out.get_mut(&experiment)) {
-            e.segments
-                .entry((dim.name().to_string(), segment))
-                .or_default()
-                .insert(variant, a);
-        }
+        let Some(e) = out.get_mut(&experiment).filter(|_| several) else {
+            continue;
+        };
+        let of = match stage {
+            None => &mut e.segments,
+            Some(k) => &mut e.stages.entry(k).or_default().segments,
+        };
+        of.entry((dim.name().to_string(), segment))
+            .or_default()
+            .insert(variant, a);
     }
     for (experiment, row, duplicates) in side_traffic(ctx, only).await? {
         if let Some(e) = out.get_mut(&experiment) {
@@ -537,19 +606,25 @@ mod tests {
     #[test]
     fn capped_arms_cap_revenue_of_the_named_experiments_only() {
         let caps = BTreeMap::from([("it's".to_string(), 25.0)]);
-        let sql = arms_sql(&caps, &[]).unwrap();
+        let sql = arms_sql(&caps, &[], None).unwrap();
         assert!(sql.contains("LEAST(revenue, CASE experiment WHEN 'it''s' THEN CAST(25.0 AS DOUBLE) ELSE revenue END) AS revenue"), "{sql}");
         assert!(sql.contains("LEAST(pre_revenue,"));
         let metrics = crate::config::ExperimentsFile::parse(
             "[[metrics]]\nname = \"odd\"\nkinds = [\"it's FROM analysis_users\"]",
         )
         .unwrap();
-        let sql = arms_sql(&caps, metrics.metrics()).unwrap();
+        let sql = arms_sql(&caps, metrics.metrics(), None).unwrap();
         assert!(sql.contains("'it''s FROM analysis_users'"), "{sql}");
         assert_eq!(sql.matches("FROM (SELECT").count(), 1, "{sql}");
         assert_eq!(
-            arms_sql(&BTreeMap::new(), &[]).unwrap(),
+            arms_sql(&BTreeMap::new(), &[], None).unwrap(),
             queries::named(ARMS).unwrap().sql
+        );
+        let staged = arms_sql(&BTreeMap::new(), &[], Some("CAST(1 AS BIGINT)")).unwrap();
+        assert!(
+            staged.contains("CAST(1 AS BIGINT) AS rollout_stage FROM analysis_users")
+                && staged.contains("GROUP BY GROUPING SETS ((experiment, dimension, segment, variant, synthetic, multiple_variants), (experiment, dimension, segment, variant, synthetic, multiple_variants, rollout_stage))"),
+            "{staged}"
         );
     }
 }

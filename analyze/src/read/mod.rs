@@ -26,6 +26,8 @@ pub mod udaf;
 pub mod user_state;
 
 #[cfg(test)]
+mod ramp_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

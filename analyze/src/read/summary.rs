@@ -106,6 +106,27 @@ pub struct ExperimentSummary {
     pub segments: ExperimentSegments,
     /// Each user's revenue was capped here (winsorization), when configured.
     pub revenue_cap: Option<f64>,
+    /// With rollout stages configured, the same users again by the stage of their first
+    /// exposure (`config::stages`); empty otherwise.
+    pub stages: BTreeMap<usize, StageArms>,
+}
+
+/// The users of one rollout stage (first exposed while it was in force).
+#[derive(Debug, Clone, Default)]
+pub struct StageArms {
+    /// Non-synthetic users seen in exactly one variant, by variant.
+    pub variants: BTreeMap<String, ArmSummary>,
+    /// Non-synthetic users seen in more than one variant.
+    pub multiple_variants: u64,
+    /// Arms by (dimension, segment), then variant.
+    pub segments: ExperimentSegments,
+}
+
+impl StageArms {
+    /// Non-synthetic users, including those seen in two variants.
+    pub fn real_users(&self) -> u64 {
+        self.variants.values().map(|v| v.users).sum::<u64>() + self.multiple_variants
+    }
 }
 
 impl ExperimentSummary {

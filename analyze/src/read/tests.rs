@@ -20,21 +20,21 @@ use crate::read::queries;
 
 /// One stored event; fields a table does not have are ignored there.
 #[derive(Debug, Clone)]
-struct Event {
-    experiment: &'static str,
-    event_id: String,
-    ts: i64,
-    user: String,
-    synthetic: bool,
-    variant: &'static str,
+pub(super) struct Event {
+    pub experiment: &'static str,
+    pub event_id: String,
+    pub ts: i64,
+    pub user: String,
+    pub synthetic: bool,
+    pub variant: &'static str,
     /// `mode` of a request, `kind` of a business event.
-    mode: &'static str,
-    value: f64,
-    status: i32,
-    latency: f64,
-    endpoint: Option<&'static str>,
-    region: Option<&'static str>,
-    shadow_match: Option<bool>,
+    pub mode: &'static str,
+    pub value: f64,
+    pub status: i32,
+    pub latency: f64,
+    pub endpoint: Option<&'static str>,
+    pub region: Option<&'static str>,
+    pub shadow_match: Option<bool>,
 }
 
 /// (experiment, event_id, ts, user, synthetic, variant, mode or kind, value).
@@ -76,6 +76,12 @@ fn register(ctx: &SessionContext, table: Table, events: &[Event], partitions: us
         .chunks(chunk)
         .map(|part| part.chunks(8192).map(|e| batch(table, e)).collect())
         .collect();
+    // An empty table is one empty partition.
+    let batches = if batches.is_empty() {
+        vec![Vec::new()]
+    } else {
+        batches
+    };
     let provider = MemTable::try_new(schema, batches).unwrap();
     ctx.register_table(table.name(), Arc::new(provider))
         .unwrap();
@@ -133,7 +139,7 @@ fn batch(table: Table, events: &[Event]) -> RecordBatch {
     }
 }
 
-async fn session(
+pub(super) async fn session(
     engine: &Engine,
     tables: [(&[Event], Table); 3],
     partitions: usize,

@@ -33,16 +33,54 @@ use super::{valid_alpha, Estimate};
 /// never fire on missing data. An invalid alpha also gives the infinite
 /// interval.
 pub fn excess_errors(control: &RatioStats, treatment: &RatioStats, alpha: f64) -> Estimate {
+    match excess_and_se(control, treatment) {
+        Ok((excess, se)) => bounded(excess, se, alpha),
+        Err(e_t) => unbounded(e_t),
+    }
+}
+
+/// The excess of one comparison and its SE; `Err(e_t)` without baseline requests.
+fn excess_and_se(control: &RatioStats, treatment: &RatioStats) -> Result<(f64, f64), f64> {
     let (e_t, n_t) = (treatment.sum_x.max(0.0), treatment.sum_y.max(0.0));
     let (e_c, n_c) = (control.sum_x.max(0.0), control.sum_y);
     let usable = n_c > 0.0 && n_c.is_finite() && e_t.is_finite() && n_t.is_finite();
     if !usable {
-        return unbounded(e_t);
+        return Err(e_t);
     }
     let excess = e_t - control.ratio() * n_t;
     let var_t = (n_t * n_t * treatment.variance()).max(e_t);
     let var_rc = control.variance().max(e_c.max(1.0) / (n_c * n_c));
-    let se = (var_t + n_t * n_t * var_rc).sqrt();
+    Ok((excess, (var_t + n_t * n_t * var_rc).sqrt()))
+}
+
+/// Excess errors of the treatment summed over strata (rollout stages): in each stratum its
+/// errors less its requests at *that stratum's* baseline rate, so that a baseline rate that
+/// changed over time is compared within its own time, and a canary that ramps into a worse hour
+/// is not charged for the hour. The strata are disjoint sets of users, so their variances add.
+/// A stratum whose baseline has no requests is measured against `pooled` (every stratum's
+/// baseline together) rather than left unbounded: one stage just begun must not disable the
+/// budget.
+pub fn stratified_excess_errors(
+    strata: &[(&RatioStats, &RatioStats)],
+    pooled: &RatioStats,
+    alpha: f64,
+) -> Estimate {
+    let (mut excess, mut variance) = (0.0, 0.0);
+    for (control, treatment) in strata {
+        let parts = excess_and_se(control, treatment).or_else(|_| excess_and_se(pooled, treatment));
+        match parts {
+            Ok((e, se)) => {
+                excess += e;
+                variance += se * se;
+            }
+            Err(e_t) => return unbounded(excess + e_t),
+        }
+    }
+    bounded(excess, variance.sqrt(), alpha)
+}
+
+/// The estimate with its one-sided bound at 1 − alpha (and the mirrored upper bound).
+fn bounded(excess: f64, se: f64, alpha: f64) -> Estimate {
     if !valid_alpha(alpha) {
         return Estimate {
             se,

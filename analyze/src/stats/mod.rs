@@ -31,7 +31,7 @@ pub mod srm;
 
 pub use cuped::{cuped, CovariateSums, CupedAdjustment};
 pub use distribution::{DistributionBuilder, LatencyDistribution};
-pub use harm::{excess_errors, share_above_cap_p};
+pub use harm::{excess_errors, share_above_cap_p, stratified_excess_errors};
 pub use horizon::{sequential_poisson_margin_p, sequential_poisson_upper_bound, Horizon};
 pub use mann_whitney::{mann_whitney_runs, mann_whitney_u, MannWhitney};
 pub use margin::{normal_margin, ArmEstimate, Harm, MarginResult, Scale, ThresholdRule};

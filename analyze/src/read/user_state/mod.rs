@@ -139,6 +139,7 @@ pub fn row_fields() -> Fields {
         amount("revenue"),
         flag("pre_converted"),
         amount("pre_revenue"),
+        count("assigned_at"),
         Field::new(
             "latencies",
             DataType::List(Arc::new(Field::new_list_field(DataType::Float64, false))),

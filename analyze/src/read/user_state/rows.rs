@@ -37,6 +37,7 @@ pub(super) struct Rows {
     revenue: Float64Builder,
     pre_converted: BooleanBuilder,
     pre_revenue: Float64Builder,
+    assigned_at: Int64Builder,
     latencies: ListBuilder<Float64Builder>,
     kinds: ListBuilder<StringBuilder>,
     kind_counts: ListBuilder<Int64Builder>,
@@ -56,6 +57,9 @@ struct RowValues {
     revenue: f64,
     pre_converted: bool,
     pre_revenue: f64,
+    /// When the user was assigned (first exposure, else first live request), epoch ms: the
+    /// rollout stage it belongs to.
+    assigned_at: i64,
     /// Business events at or after first exposure, per kind: (kind, count, Σ value), by kind.
     kinds: Vec<(u32, i64, f64)>,
 }
@@ -86,6 +90,7 @@ impl Rows {
             revenue: Float64Builder::with_capacity(rows),
             pre_converted: BooleanBuilder::with_capacity(rows),
             pre_revenue: Float64Builder::with_capacity(rows),
+            assigned_at: Int64Builder::with_capacity(rows),
             latencies: ListBuilder::with_capacity(
                 Float64Builder::with_capacity(bound.latencies),
                 rows,
@@ -143,6 +148,7 @@ impl Rows {
         self.revenue.append_value(v.revenue);
         self.pre_converted.append_value(v.pre_converted);
         self.pre_revenue.append_value(v.pre_revenue);
+        self.assigned_at.append_value(v.assigned_at);
         for &(kind, count, value) in &v.kinds {
             self.kinds.values().append_value(names.get(kind));
             self.kind_counts.values().append_value(count);
@@ -175,6 +181,7 @@ impl Rows {
             Arc::new(self.revenue.finish()),
             Arc::new(self.pre_converted.finish()),
             Arc::new(self.pre_revenue.finish()),
+            Arc::new(self.assigned_at.finish()),
             Arc::new(self.latencies.finish()),
             Arc::new(self.kinds.finish()),
             Arc::new(self.kind_counts.finish()),
@@ -206,15 +213,16 @@ impl Rows {
             let requests = e.requests.len();
             e.requests.sort_unstable_by_key(|r| r.fingerprint);
             e.requests.dedup_by_key(|r| r.fingerprint);
+            // Assigned users have a first exposure: an exposure event or a live request.
+            let exposed = e.exposed_at.or(e.first_live).unwrap_or(i64::MIN);
             let mut v = RowValues {
+                assigned_at: exposed,
                 multiple_variants: lo != hi,
                 synthetic: e.synthetic,
                 exposure_duplicates: (exposures - e.exposures.len()) as i64,
                 request_duplicates: (requests - e.requests.len()) as i64,
                 ..Default::default()
             };
-            // Assigned users have a first exposure: an exposure event or a live request.
-            let exposed = e.exposed_at.or(e.first_live).unwrap_or(i64::MIN);
             for b in &user.business {
                 if b.ts >= exposed {
                     v.converted |= b.converts;
@@ -244,7 +252,10 @@ impl Rows {
             }
             // The users decided on, by segment: requests only (business metrics are tested
             // overall).
-            let plain = RowValues::default();
+            let plain = RowValues {
+                assigned_at: exposed,
+                ..RowValues::default()
+            };
             let mut order = std::mem::take(&mut self.order);
             for (dimension, segment_of) in [
                 (

@@ -139,9 +139,9 @@ pub(super) struct OutputBound {
     pub kind_entries: usize,
 }
 
-/// Bytes of one row besides its strings and lists' items: four string offsets, six 8-byte
+/// Bytes of one row besides its strings and lists' items: four string offsets, seven 8-byte
 /// numbers, four list offsets, four flags (as bits, rounded up to a byte).
-const ROW_BYTES: usize = 4 * 4 + 6 * 8 + 4 * 4 + 1;
+const ROW_BYTES: usize = 4 * 4 + 7 * 8 + 4 * 4 + 1;
 /// The longest `dimension` ("endpoint").
 pub(super) const DIMENSION_BYTES: usize = "endpoint".len();
 /// The arrays of one emission whatever their length: ~40 buffers, each rounded up to 64 bytes,
