@@ -9,7 +9,9 @@
 -- traffic: `analysis_side_traffic`). Business events count at or after the user's first exposure
 -- in the experiment (`converted`, `revenue`) or before it (`pre_converted`, `pre_revenue`:
 -- CUPED's covariates); `assigned_at` is that first exposure (epoch ms; the first live request
--- when the user has no exposure event), which puts the user in a rollout stage; `user_metrics` says the same per-user figures with joins. `kinds`,
+-- when the user has no exposure event), which puts the user in a rollout stage, and
+-- `assigned_weights` the allocation that exposure carried (its `weights`, when the flag SDK sent
+-- them: the stage itself); `user_metrics` says the same per-user figures with joins. `kinds`,
 -- `kind_counts` and `kind_values` are the business events at or after first exposure per kind
 -- (sorted by kind; empty on segment rows): what `[[metrics]]` of the experiments file read.
 SELECT
@@ -29,6 +31,7 @@ SELECT
     get_field(u, 'pre_converted') AS pre_converted,
     get_field(u, 'pre_revenue') AS pre_revenue,
     get_field(u, 'assigned_at') AS assigned_at,
+    get_field(u, 'assigned_weights') AS assigned_weights,
     get_field(u, 'latencies') AS latencies,
     get_field(u, 'kinds') AS kinds,
     get_field(u, 'kind_counts') AS kind_counts,
@@ -37,22 +40,23 @@ FROM (
     SELECT user_id, unnest(per_user) AS u
     FROM (
         SELECT user_id, user_experiments(source, experiment, event_id, variant, synthetic, ts, status,
-                                latency_ms, endpoint, region, kind, value) AS per_user
+                                latency_ms, endpoint, region, kind, value, weights) AS per_user
         FROM (
             SELECT user_id, 0 AS source, CAST(experiment AS VARCHAR) AS experiment, event_id,
                    variant, synthetic, ts, status, latency_ms, endpoint, region,
-                   CAST(NULL AS VARCHAR) AS kind, CAST(NULL AS DOUBLE) AS value
+                   CAST(NULL AS VARCHAR) AS kind, CAST(NULL AS DOUBLE) AS value,
+                   CAST(NULL AS VARCHAR) AS weights
             FROM requests
             WHERE mode = 'live'
             UNION ALL
             SELECT user_id, 1, CAST(experiment AS VARCHAR), event_id, variant, synthetic, ts,
                    CAST(NULL AS INT), CAST(NULL AS DOUBLE), CAST(NULL AS VARCHAR),
-                   CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS DOUBLE)
+                   CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS DOUBLE), weights
             FROM exposures
             UNION ALL
             SELECT user_id, 2, CAST(NULL AS VARCHAR), event_id, CAST(NULL AS VARCHAR), false, ts,
                    CAST(NULL AS INT), CAST(NULL AS DOUBLE), CAST(NULL AS VARCHAR),
-                   CAST(NULL AS VARCHAR), kind, value
+                   CAST(NULL AS VARCHAR), kind, value, CAST(NULL AS VARCHAR)
             FROM business
         ) AS events
         GROUP BY user_id

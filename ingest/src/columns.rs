@@ -65,6 +65,7 @@ enum TableColumns {
     Exposures {
         experiment: StringBuilder,
         variant: StringBuilder,
+        weights: StringBuilder,
     },
 }
 
@@ -92,6 +93,7 @@ impl TableColumns {
             Table::Exposures | Table::DeadLetters => TableColumns::Exposures {
                 experiment: s(),
                 variant: s(),
+                weights: s(),
             },
         }
     }
@@ -160,15 +162,18 @@ impl TableColumns {
                 TableColumns::Exposures {
                     experiment,
                     variant,
+                    weights,
                 },
                 Event::Exposure {
                     experiment: e,
                     variant: v,
+                    weights: w,
                     ..
                 },
             ) => {
                 experiment.append_value(e);
                 variant.append_value(v);
+                weights.append_option(w.as_deref());
                 true
             }
             _ => false,
@@ -212,9 +217,12 @@ impl TableColumns {
             TableColumns::Exposures {
                 mut experiment,
                 mut variant,
-            } => {
-                vec![Arc::new(experiment.finish()), Arc::new(variant.finish())]
-            }
+                mut weights,
+            } => vec![
+                Arc::new(experiment.finish()),
+                Arc::new(variant.finish()),
+                Arc::new(weights.finish()),
+            ],
         }
     }
 }

@@ -12,7 +12,10 @@ use crate::config::IngestConfig;
 
 mod fields;
 
-use fields::{Scalar, TopLevel};
+use fields::{Allocation, Scalar, TopLevel};
+
+/// Most variants an exposure's `weights` may name.
+pub const MAX_WEIGHTS: usize = 64;
 
 /// Fields every event has.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +77,9 @@ pub enum Event {
         experiment: String,
         /// Variant.
         variant: String,
+        /// The allocation in force at the assignment, as canonical JSON of normalised shares
+        /// (keys sorted), when the producer sent one.
+        weights: Option<String>,
     },
 }
 
@@ -125,8 +131,9 @@ impl Event {
             Event::Exposure {
                 experiment,
                 variant,
+                weights,
                 ..
-            } => 48 + experiment.len() + variant.len(),
+            } => 48 + experiment.len() + variant.len() + opt(weights),
         }
     }
 }
@@ -356,6 +363,7 @@ impl Decoder {
             Table::Exposures => Event::Exposure {
                 experiment: fields.required_id("experiment")?,
                 variant: fields.required_id("variant")?,
+                weights: fields.allocation()?,
                 common,
             },
             Table::DeadLetters => {
@@ -439,6 +447,54 @@ fn parse_ts(value: Option<&Scalar<'_>>) -> Result<i64, Rejection> {
 struct Fields<'a>(fields::Fields<'a>);
 
 impl<'a> Fields<'a> {
+    /// `weights`, checked (an object of 2 to [`MAX_WEIGHTS`] non-empty variant names, each a
+    /// positive finite number) and written as canonical JSON of the shares, rounded to 1e-9, so
+    /// that `{"v1": 95, "v2": 5}` and `{"v2": 0.05, "v1": 0.95}` are one allocation.
+    fn allocation(&self) -> Result<Option<String>, Rejection> {
+        let entries = match self.0.weights() {
+            None | Some(Allocation::Other(Scalar::Null)) => return Ok(None),
+            Some(Allocation::Other(other)) => {
+                return Err(Self::wrong_type(
+                    fields::WEIGHTS,
+                    "an object of variant → weight",
+                    other,
+                ))
+            }
+            Some(Allocation::Object(entries)) => entries,
+        };
+        let invalid = |detail: String| Err(Rejection::new(RejectReason::InvalidValue, detail));
+        if !(2..=MAX_WEIGHTS).contains(&entries.len()) {
+            return invalid(format!(
+                "weights names {} variants; an allocation names 2 to {MAX_WEIGHTS}",
+                entries.len()
+            ));
+        }
+        let mut weights = std::collections::BTreeMap::new();
+        for (name, value) in entries {
+            let at = format!("weights.{name}");
+            if name.is_empty() {
+                return invalid("weights names an empty variant".into());
+            }
+            let Some(w) = value.as_f64() else {
+                return Err(Self::wrong_type(&at, "a number", value));
+            };
+            if !(w > 0.0 && w.is_finite()) {
+                return invalid(format!("{at} is {w}; a weight is a positive number"));
+            }
+            weights.insert(name.to_string(), w);
+        }
+        let total: f64 = weights.values().sum();
+        if !total.is_finite() {
+            return invalid("weights sum past the largest number".into());
+        }
+        for w in weights.values_mut() {
+            *w = (*w / total * 1e9).round() / 1e9;
+        }
+        serde_json::to_string(&weights)
+            .map(Some)
+            .map_err(|e| Rejection::new(RejectReason::InvalidValue, format!("weights: {e}")))
+    }
+
     fn present(&self, name: &str) -> Option<&Scalar<'a>> {
         self.0.get(name).filter(|v| **v != Scalar::Null)
     }

@@ -191,6 +191,7 @@ pub(crate) fn write_test_file(path: &Path, file: &BatchFile) {
         },
         experiment: "x".into(),
         variant: "v".into(),
+        weights: None,
     };
     let batch = events_to_batch(Table::Exposures, &[event]).unwrap();
     write_parquet(path, &batch, file, 0x0123_4567_89ab_cdef).unwrap();

@@ -21,6 +21,8 @@ fn arrow_type_of(name: &str, property: &Value) -> DataType {
         Some("integer") => DataType::Int32,
         Some("number") => DataType::Float64,
         Some("boolean") => DataType::Boolean,
+        // An object (an exposure's `weights`) is stored as its canonical JSON text.
+        Some("object") => DataType::Utf8,
         other => panic!("{name}: unmapped JSON Schema type {other:?}"),
     }
 }

@@ -174,6 +174,8 @@ fn exposures_schema() -> Schema {
     fields.extend([
         Field::new("experiment", DataType::Utf8, false),
         Field::new("variant", DataType::Utf8, false),
+        // The allocation at assignment, as canonical JSON text (`{"v1":0.95,"v2":0.05}`).
+        Field::new("weights", DataType::Utf8, true),
     ]);
     Schema::new(fields)
 }

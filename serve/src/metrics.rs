@@ -81,76 +81,66 @@ impl Counts {
 /// The exposition of `board` at `clock`.
 pub fn render(board: &Board, counts: &Counts, clock: Clock) -> String {
     let mut registry = <Registry>::default();
-    let family = |registry: &mut Registry, name: &str, help: &str| {
-        let f = Family::<ExperimentLabels, FloatGauge>::default();
-        registry.register(name, help, f.clone());
-        f
-    };
-    let verdict = Family::<VerdictLabels, FloatGauge>::default();
-    registry.register(
+    let r = &mut registry;
+    let verdict = family::<VerdictLabels>(
+        r,
         "shiftright_verdict",
         "1 for the experiment's current verdict, 0 for the others",
-        verdict.clone(),
     );
-    let exit_code = family(
-        &mut registry,
+    let exit_code = family::<ExperimentLabels>(
+        r,
         "shiftright_verdict_exit_code",
         "What `shiftright analyze` would exit with: 0 CONTINUE or PROMOTE, 3 ROLLBACK, 4 INVALID",
     );
-    let safe = family(
-        &mut registry,
+    let safe = family::<ExperimentLabels>(
+        r,
         "shiftright_verdict_safe",
         "1 when the verdict is neither ROLLBACK nor INVALID and the data is fresh",
     );
-    let fresh = family(
-        &mut registry,
+    let fresh = family::<ExperimentLabels>(
+        r,
         "shiftright_data_fresh",
         "1 when new events arrived within --stale-after and the last evaluation is recent",
     );
-    let age = family(
-        &mut registry,
+    let age = family::<ExperimentLabels>(
+        r,
         "shiftright_data_age_seconds",
         "Seconds since the newest event of the experiment's window",
     );
-    let through = family(
-        &mut registry,
+    let through = family::<ExperimentLabels>(
+        r,
         "shiftright_data_through_timestamp_seconds",
         "The newest event time of the experiment's window, Unix seconds",
     );
-    let took = family(
-        &mut registry,
+    let took = family::<ExperimentLabels>(
+        r,
         "shiftright_evaluation_duration_seconds",
         "How long the experiment's last evaluation took",
     );
-    let users = Family::<VariantLabels, FloatGauge>::default();
-    registry.register(
+    let users = family::<VariantLabels>(
+        r,
         "shiftright_variant_users",
         "Users per variant (non-synthetic, single-variant)",
-        users.clone(),
     );
-    let harm_used = Family::<VariantLabels, FloatGauge>::default();
-    registry.register(
+    let harm_used = family::<VariantLabels>(
+        r,
         "shiftright_harm_budget_used_ratio",
         "Lower confidence bound of the variant's excess errors over its harm budget (1 or more rolls back)",
-        harm_used.clone(),
     );
-    let observed = Family::<GuardrailLabels, FloatGauge>::default();
-    registry.register(
+    let observed = family::<GuardrailLabels>(
+        r,
         "shiftright_guardrail_observed",
         "A guardrail's observed ratio (variant / baseline) or difference",
-        observed.clone(),
     );
-    let bound = Family::<GuardrailLabels, FloatGauge>::default();
-    registry.register(
+    let bound = family::<GuardrailLabels>(
+        r,
         "shiftright_guardrail_bound",
         "The one-sided confidence bound of the observed value on the harmful side",
-        bound.clone(),
     );
-    let limit = Family::<GuardrailLabels, FloatGauge>::default();
-    registry.register(
+    let limit = family::<GuardrailLabels>(
+        r,
         "shiftright_guardrail_limit",
         "The guardrail's limit on the scale of the observed value",
-        limit.clone(),
     );
     let passes = Counter::<u64>::default();
     registry.register(
@@ -236,6 +226,16 @@ pub fn render(board: &Board, counts: &Counts, clock: Clock) -> String {
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
+}
+
+/// A family of float gauges labelled `L`, registered as `name`.
+fn family<L>(registry: &mut Registry, name: &str, help: &str) -> Family<L, FloatGauge>
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    let f = Family::<L, FloatGauge>::default();
+    registry.register(name, help, f.clone());
+    f
 }
 
 fn label(experiment: &str) -> ExperimentLabels {

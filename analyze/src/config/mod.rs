@@ -409,14 +409,23 @@ impl ExperimentsFile {
             .unwrap_or_else(|| self.defaults.clone())
     }
 
-    /// The SQL expression of each `analysis_users` row's rollout stage, `None` when no
-    /// experiment has stages (`stages::stage_sql`).
-    pub fn rollout_stage_sql(&self) -> Option<String> {
+    /// The SQL expression of each `analysis_users` row's rollout stage key (`stages::stage_sql`),
+    /// given the experiments whose exposures carry `weights`; `None` when no experiment has
+    /// stages.
+    pub fn rollout_stage_sql(&self, by_weights: &[String]) -> Option<String> {
         stages::stage_sql(
             self.experiments
                 .iter()
                 .map(|(name, s)| (name.as_str(), s.stages.as_slice())),
+            by_weights,
         )
+    }
+
+    /// Whether `experiment` has stages of its own in the file.
+    pub fn has_stages(&self, experiment: &str) -> bool {
+        self.experiments
+            .get(experiment)
+            .is_some_and(|s| !s.stages.is_empty())
     }
 
     /// Forces one method on every experiment (`analyze --method`), over what the file says.

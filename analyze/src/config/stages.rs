@@ -13,7 +13,10 @@
 //!
 //! A user belongs to the stage in force at its first exposure (its assignment: the allocation it
 //! was drawn under). Stage 0 is the time before the first `from`, with `weights` as its
-//! allocation; stage i ≥ 1 is the i-th entry. The analysis tests SRM in every stage against that
+//! allocation; stage i ≥ 1 is the i-th entry. Without `stages` in the file, exposures that carry
+//! `weights` (the flag SDK's allocation at assignment) are the stages: one per allocation, in the
+//! order each was first seen, users by the allocation of their first exposure (stage 0: users
+//! whose first exposure carried none, with `weights` from the file). The analysis tests SRM in every stage against that
 //! stage's weights, and compares the variants within the latest stage only (`decide`): within one
 //! stage the allocation is constant, so its users are one randomized experiment, while pooling
 //! stages would weigh the canary towards the later stages' hours and confound it with anything
@@ -48,10 +51,15 @@ pub struct Stage {
 impl Stage {
     /// `from` as RFC 3339 (UTC).
     pub fn from_rfc3339(&self) -> String {
-        chrono::DateTime::from_timestamp_millis(self.from_ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_else(|| self.from_ms.to_string())
+        rfc3339(self.from_ms)
     }
+}
+
+/// Epoch milliseconds as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// The stages of `entries`, checked: each `from` a date-time with an offset, strictly later than
@@ -102,30 +110,38 @@ pub fn stage_of(stages: &[Stage], assigned_ms: i64) -> usize {
         .count()
 }
 
-/// A SQL expression of each row's stage, by its `experiment` and `assigned_at`, for the
-/// experiments in `staged`; `None` when no experiment has stages. The rule of [`stage_of`].
-pub fn stage_sql<'a>(staged: impl Iterator<Item = (&'a str, &'a [Stage])>) -> Option<String> {
-    let cases: Vec<String> = staged
-        .filter(|(_, stages)| !stages.is_empty())
-        .map(|(name, stages)| {
-            let within: String = stages
-                .iter()
-                .enumerate()
-                .rev()
-                .map(|(i, s)| format!(" WHEN assigned_at >= {} THEN {}", s.from_ms, i + 1))
-                .collect();
-            format!(
-                " WHEN '{}' THEN CASE{within} ELSE 0 END",
-                name.replace('\'', "''")
-            )
-        })
-        .collect();
-    (!cases.is_empty()).then(|| {
-        format!(
-            "CAST(CASE experiment{} ELSE 0 END AS BIGINT)",
-            cases.concat()
-        )
-    })
+/// A SQL expression of each `analysis_users` row's stage key, by its `experiment`: for the
+/// experiments of `by_time` (stages in the file) the stage number as text, by `assigned_at`
+/// (the rule of [`stage_of`]); for those of `by_weights` (exposures that carry `weights`) the
+/// allocation of the user's first exposure (`assigned_weights`, `''` without one); `''` for the
+/// others. `None` when no experiment has stages either way.
+pub fn stage_sql<'a>(
+    by_time: impl Iterator<Item = (&'a str, &'a [Stage])>,
+    by_weights: &[String],
+) -> Option<String> {
+    let quote = |name: &str| name.replace('\'', "''");
+    let mut cases: Vec<String> = Vec::new();
+    let mut timed: Vec<&str> = Vec::new();
+    for (name, stages) in by_time.filter(|(_, stages)| !stages.is_empty()) {
+        let within: String = stages
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, s)| format!(" WHEN assigned_at >= {} THEN '{}'", s.from_ms, i + 1))
+            .collect();
+        cases.push(format!(
+            " WHEN '{}' THEN CASE{within} ELSE '0' END",
+            quote(name)
+        ));
+        timed.push(name);
+    }
+    for name in by_weights.iter().filter(|n| !timed.contains(&n.as_str())) {
+        cases.push(format!(
+            " WHEN '{}' THEN COALESCE(assigned_weights, '')",
+            quote(name)
+        ));
+    }
+    (!cases.is_empty()).then(|| format!("CASE experiment{} ELSE '' END", cases.concat()))
 }
 
 #[cfg(test)]
@@ -181,12 +197,19 @@ mod tests {
                 weights: BTreeMap::new(),
             },
         ];
-        let sql = stage_sql([("it's", s.as_slice()), ("none", &[][..])].into_iter()).unwrap();
+        let by_weights = ["it's".to_string(), "sdk".to_string()];
+        let sql = stage_sql(
+            [("it's", s.as_slice()), ("none", &[][..])].into_iter(),
+            &by_weights,
+        )
+        .unwrap();
         assert_eq!(
             sql,
-            "CAST(CASE experiment WHEN 'it''s' THEN CASE WHEN assigned_at >= 200 THEN 2 \
-             WHEN assigned_at >= 100 THEN 1 ELSE 0 END ELSE 0 END AS BIGINT)"
+            "CASE experiment WHEN 'it''s' THEN CASE WHEN assigned_at >= 200 THEN '2' \
+             WHEN assigned_at >= 100 THEN '1' ELSE '0' END \
+             WHEN 'sdk' THEN COALESCE(assigned_weights, '') ELSE '' END",
+            "the file's stages win over the events'"
         );
-        assert!(stage_sql([("none", &[][..])].into_iter()).is_none());
+        assert!(stage_sql([("none", &[][..])].into_iter(), &[]).is_none());
     }
 }

@@ -47,14 +47,9 @@ fn staged_excess(
 }
 
 /// The rollout stage whose users are compared: the latest with users, when the experiment has
-/// stages (`config::stages`); `None` compares every user.
-fn compared_stage<'a>(
-    users: &'a ExperimentSummary,
-    settings: &ExperimentSettings,
-) -> Option<(usize, &'a StageArms)> {
-    if settings.stages.is_empty() {
-        return None;
-    }
+/// stages (in the file or carried by its exposures, `config::stages`); `None` compares every
+/// user.
+fn compared_stage(users: &ExperimentSummary) -> Option<(usize, &StageArms)> {
     users
         .stages
         .iter()
@@ -90,7 +85,7 @@ pub fn decide(
     let cap = users.revenue_cap;
     // With rollout stages, the variants are compared within the latest stage (config::stages);
     // the harm budget and the traffic cap count every user.
-    let compared = compared_stage(users, settings);
+    let compared = compared_stage(users);
     let (arms, segment_arms, multiple_variants, real_users) = match &compared {
         Some((_, s)) => (
             &s.variants,
@@ -212,10 +207,8 @@ pub fn decide(
         srm,
         rollout_stage: compared.map(|(k, s)| ComparedStage {
             stage: k,
-            from: settings
-                .stages
-                .get(k.wrapping_sub(1))
-                .map(|s| s.from_rfc3339()),
+            from: s.from_ms.map(crate::config::stages::rfc3339),
+            weights: s.weights.clone(),
             users: s.real_users(),
             earlier_users: users.stages.range(..k).map(|(_, s)| s.real_users()).sum(),
         }),

@@ -113,9 +113,12 @@ pub struct Srm {
 /// The SRM check of one rollout stage's users (those first exposed while it was in force).
 #[derive(Debug, Clone, Serialize)]
 pub struct StageSrm {
-    /// 0: before the first stage; i: the i-th of `stages` in the experiments file.
+    /// 0: before the first stage (or, for allocations carried by exposures, users whose first
+    /// exposure carried none); i: the i-th of `stages` in the experiments file, or the i-th
+    /// allocation seen.
     pub stage: usize,
-    /// When it started (RFC 3339); null for stage 0.
+    /// When it started (RFC 3339): the file's `from`, or the first assignment seen under the
+    /// allocation; null for stage 0.
     pub from: Option<String>,
     /// Users per variant (non-synthetic, seen in one variant only).
     pub counts: BTreeMap<String, u64>,
@@ -136,6 +139,8 @@ pub struct ComparedStage {
     pub stage: usize,
     /// When it started (RFC 3339); null for stage 0.
     pub from: Option<String>,
+    /// Its expected allocation, normalised as given; null when unknown.
+    pub weights: Option<BTreeMap<String, f64>>,
     /// Its users (non-synthetic).
     pub users: u64,
     /// Users first exposed in earlier stages: in the SRM checks and the blast radius, not in

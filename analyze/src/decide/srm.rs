@@ -82,7 +82,7 @@ pub fn check(
             .map(|(n, a)| (n.clone(), a.users))
             .collect::<BTreeMap<String, u64>>()
     };
-    if settings.stages.is_empty() || users.stages.is_empty() {
+    if users.stages.is_empty() {
         let counts = counts_of(&users.variants);
         let Some(weights) = &settings.weights else {
             return Srm {
@@ -125,10 +125,7 @@ pub fn check(
     let mut details: Vec<String> = Vec::new();
     for (&k, arms) in &users.stages {
         let counts = counts_of(&arms.variants);
-        let from = settings
-            .stages
-            .get(k.wrapping_sub(1))
-            .map(|s| s.from_rfc3339());
+        let from = arms.from_ms.map(crate::config::stages::rfc3339);
         let mut row = StageSrm {
             stage: k,
             from,
@@ -139,10 +136,10 @@ pub fn check(
             adjusted_p_value: None,
             note: None,
         };
-        match settings.stage_weights(k) {
+        match &arms.weights {
             None => {
                 row.note = Some(format!(
-                    "no expected allocation before the first stage: its {} users are not checked (set `weights` for it)",
+                    "no expected allocation for stage {k}: its {} users are not checked (set `weights` for it in the experiments file)",
                     arms.real_users()
                 ));
             }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::read::metric_columns::{self, UserMetricStats};
 use crate::read::queries;
 use crate::read::summary::ModeRow;
-use crate::read::summary::{cap_of, ArmSummary, ExperimentSummary};
+use crate::read::summary::{cap_of, ArmSummary, ExperimentSummary, StageArms};
 use crate::stats::{
     CovariateSums, DistributionBuilder, LatencyDistribution, MeanStats, RatioStats,
 };
@@ -234,6 +234,7 @@ fn arms_sql(
     let mut extra = metric_columns::arm_columns(metrics);
     if stage.is_some() {
         extra.push(STAGE.to_string());
+        extra.push(format!("MIN(assigned_at) AS {STAGE_FROM}"));
     }
     let metric_columns = if extra.is_empty() {
         String::new()
@@ -289,8 +290,84 @@ fn arms_sql(
     Ok(format!("{select}{metric_columns}{source}{rest}"))
 }
 
-/// The column of `analysis_arms` rows that says their rollout stage (`config::stages`).
+/// The column of `analysis_arms` rows that says their rollout stage (`config::stages`): the
+/// stage's number, or the allocation its users' first exposures carried; NULL on the rows over
+/// all users, `''` on those of experiments without stages.
 const STAGE: &str = "rollout_stage";
+/// The earliest assignment of a stage row's users.
+const STAGE_FROM: &str = "stage_from";
+
+/// The experiments whose exposures carry `weights` (the flag SDK's allocation): their stages are
+/// the allocations, unless the file gives stages of its own.
+async fn weighted_experiments(ctx: &SessionContext, only: &[String]) -> Result<Vec<String>> {
+    let sql = "SELECT DISTINCT CAST(experiment AS VARCHAR) AS experiment FROM exposures \
+               WHERE weights IS NOT NULL";
+    let mut out = Vec::new();
+    for batch in run(ctx, "weighted experiments", sql, only).await? {
+        let c = Columns {
+            query: "weighted experiments",
+            batch: &batch,
+        };
+        out.extend(c.text("experiment")?);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One stage's rows before the stages are numbered: by (experiment, stage key).
+type StageKey = (String, String);
+
+/// Numbers each experiment's stage keys and gives each stage its start and allocation: the
+/// file's stages by their number; allocations carried by exposures in the order they were first
+/// seen (1, 2, …), with users whose first exposure carried none as stage 0 (the file's
+/// `weights`).
+fn number_stages(
+    staged: BTreeMap<StageKey, StageArms>,
+    experiments: &ExperimentsFile,
+) -> BTreeMap<StageKey, (usize, StageArms)> {
+    let mut by_experiment: BTreeMap<String, Vec<(String, StageArms)>> = BTreeMap::new();
+    for ((experiment, key), arms) in staged {
+        by_experiment
+            .entry(experiment)
+            .or_default()
+            .push((key, arms));
+    }
+    let mut out = BTreeMap::new();
+    for (experiment, mut keys) in by_experiment {
+        let settings = experiments.settings(&experiment);
+        if experiments.has_stages(&experiment) {
+            for (key, mut arms) in keys {
+                let Ok(k) = key.parse::<usize>() else {
+                    continue;
+                };
+                arms.from_ms = k
+                    .checked_sub(1)
+                    .and_then(|i| settings.stages.get(i))
+                    .map(|s| s.from_ms);
+                arms.weights = settings.stage_weights(k).cloned();
+                out.insert((experiment.clone(), key), (k, arms));
+            }
+            continue;
+        }
+        keys.sort_by(|(a, x), (b, y)| {
+            (!a.is_empty(), x.from_ms, a).cmp(&(!b.is_empty(), y.from_ms, b))
+        });
+        let mut next = 1;
+        for (key, mut arms) in keys {
+            let k = if key.is_empty() {
+                arms.from_ms = None;
+                arms.weights = settings.weights.clone();
+                0
+            } else {
+                arms.weights = serde_json::from_str(&key).ok();
+                next += 1;
+                next - 1
+            };
+            out.insert((experiment.clone(), key), (k, arms));
+        }
+    }
+    out
+}
 
 fn arm(
     i: usize,
@@ -413,10 +490,18 @@ pub async fn load(
 ) -> Result<BTreeMap<String, ExperimentSummary>> {
     let caps = revenue_caps(ctx, only, experiments).await?;
     let mut out: BTreeMap<String, ExperimentSummary> = BTreeMap::new();
-    let mut segments: Vec<(String, Option<usize>, Dimension, String, String, ArmSummary)> =
-        Vec::new();
+    let mut segments: Vec<(
+        String,
+        Option<String>,
+        Dimension,
+        String,
+        String,
+        ArmSummary,
+    )> = Vec::new();
+    let mut staged: BTreeMap<StageKey, StageArms> = BTreeMap::new();
     let metrics = experiments.metrics();
-    let stage_sql = experiments.rollout_stage_sql();
+    let by_weights = weighted_experiments(ctx, only).await?;
+    let stage_sql = experiments.rollout_stage_sql(&by_weights);
     for batch in run(
         ctx,
         ARMS,
@@ -434,16 +519,22 @@ pub async fn load(
         let (segment, variant) = (c.text("segment")?, c.text("variant")?);
         let (synthetic, multiple) = (c.flag("synthetic")?, c.flag("multiple_variants")?);
         let duplicates = c.count("duplicates")?;
-        // Rows over all users have no stage; with stages, the same users come again by stage.
-        let stage: Vec<Option<usize>> = if batch.schema().index_of(STAGE).is_ok() {
-            c.get(STAGE, &DataType::Int64)?
-                .as_primitive::<Int64Type>()
-                .iter()
-                .map(|s| s.map(|s| s.max(0) as usize))
-                .collect()
-        } else {
-            vec![None; batch.num_rows()]
-        };
+        // Rows over all users have no stage key; with stages, the same users come again by
+        // stage (and by `''` for an experiment without stages: left out).
+        let (stage, stage_from): (Vec<Option<String>>, Vec<Option<i64>>) =
+            if batch.schema().index_of(STAGE).is_ok() {
+                let keys = c.get(STAGE, &DataType::Utf8)?;
+                let from = c.get(STAGE_FROM, &DataType::Int64)?;
+                (
+                    keys.as_string::<i32>()
+                        .iter()
+                        .map(|k| k.map(str::to_string))
+                        .collect(),
+                    from.as_primitive::<Int64Type>().iter().collect(),
+                )
+            } else {
+                (vec![None; batch.num_rows()], vec![None; batch.num_rows()])
+            };
         let latency = c.distribution("latency")?;
         for (i, latencies) in latency.into_iter().enumerate() {
             let dim = Dimension::parse(&dimension[i]).ok_or_else(|| Error::Column {
@@ -453,11 +544,17 @@ pub async fn load(
                     dimension[i]
                 ),
             })?;
+            let unstaged = stage[i]
+                .as_ref()
+                .is_some_and(|k| k.is_empty() && by_weights.binary_search(&experiment[i]).is_err());
+            if unstaged {
+                continue;
+            }
             if dim != Dimension::All {
                 let a = arm(i, &cols, metrics, latencies);
                 segments.push((
                     experiment[i].clone(),
-                    stage[i],
+                    stage[i].clone(),
                     dim,
                     segment[i].clone(),
                     variant[i].clone(),
@@ -466,8 +563,13 @@ pub async fn load(
                 continue;
             }
             let e = out.entry(experiment[i].clone()).or_default();
-            if let Some(k) = stage[i] {
-                let s = e.stages.entry(k).or_default();
+            if let Some(key) = &stage[i] {
+                let s = staged
+                    .entry((experiment[i].clone(), key.clone()))
+                    .or_default();
+                if let Some(from) = stage_from[i] {
+                    s.from_ms = Some(s.from_ms.map_or(from, |f| f.min(from)));
+                }
                 if synthetic[i] {
                     continue;
                 } else if multiple[i] {
@@ -492,6 +594,7 @@ pub async fn load(
     for (experiment, e) in &mut out {
         e.revenue_cap = caps.get(experiment).copied();
     }
+    let mut numbered = number_stages(staged, experiments);
     // A dimension with a single segment repeats the overall test: left out.
     let mut per_dimension: BTreeMap<(String, &'static str), std::collections::BTreeSet<String>> =
         BTreeMap::new();
@@ -501,18 +604,26 @@ pub async fn load(
             .or_default()
             .insert(segment.clone());
     }
-    for (experiment, stage, dim, segment, variant, a) in segments {
+    for (experiment, key, dim, segment, variant, a) in segments {
         let several = per_dimension[&(experiment.clone(), dim.name())].len() > 1;
         let Some(e) = out.get_mut(&experiment).filter(|_| several) else {
             continue;
         };
-        let of = match stage {
+        let of = match key {
             None => &mut e.segments,
-            Some(k) => &mut e.stages.entry(k).or_default().segments,
+            Some(key) => match numbered.get_mut(&(experiment.clone(), key)) {
+                Some((_, stage)) => &mut stage.segments,
+                None => continue,
+            },
         };
         of.entry((dim.name().to_string(), segment))
             .or_default()
             .insert(variant, a);
+    }
+    for ((experiment, _), (k, stage)) in numbered {
+        if let Some(e) = out.get_mut(&experiment) {
+            e.stages.insert(k, stage);
+        }
     }
     for (experiment, row, duplicates) in side_traffic(ctx, only).await? {
         if let Some(e) = out.get_mut(&experiment) {
@@ -620,9 +731,10 @@ mod tests {
             arms_sql(&BTreeMap::new(), &[], None).unwrap(),
             queries::named(ARMS).unwrap().sql
         );
-        let staged = arms_sql(&BTreeMap::new(), &[], Some("CAST(1 AS BIGINT)")).unwrap();
+        let staged = arms_sql(&BTreeMap::new(), &[], Some("'1'")).unwrap();
         assert!(
-            staged.contains("CAST(1 AS BIGINT) AS rollout_stage FROM analysis_users")
+            staged.contains("'1' AS rollout_stage FROM analysis_users")
+                && staged.contains("MIN(assigned_at) AS stage_from")
                 && staged.contains("GROUP BY GROUPING SETS ((experiment, dimension, segment, variant, synthetic, multiple_variants), (experiment, dimension, segment, variant, synthetic, multiple_variants, rollout_stage))"),
             "{staged}"
         );

@@ -7,7 +7,7 @@
 use shiftright_schemas::Table;
 
 use super::engine::Engine;
-use super::tests::{session, Event};
+use super::tests::{session, write_file, Event};
 use crate::config::ExperimentsFile;
 use crate::decide::{decide, report::Verdict};
 
@@ -27,8 +27,8 @@ fn uniform(seed: u64) -> f64 {
 }
 
 /// The ramp's events: each stage's new users drawn with its canary share and kept in their
-/// variant (sticky assignment), one exposure then a request every 20 minutes for an hour (so
-/// users come back in the next stage). Either variant errs at 0.5% of requests before the third
+/// variant (sticky assignment), one exposure (carrying the allocation, as a flag SDK may) then a
+/// request every 20 minutes for an hour (so users come back in the next stage). Either variant errs at 0.5% of requests before the third
 /// stage and 5% from then on.
 fn ramp() -> (Vec<Event>, Vec<Event>) {
     let (mut requests, mut exposures) = (Vec::new(), Vec::new());
@@ -51,6 +51,7 @@ fn ramp() -> (Vec<Event>, Vec<Event>) {
                 endpoint: Some("/a"),
                 region: Some("eu"),
                 shadow_match: None,
+                weights: Some(format!("{{\"v1\":{},\"v2\":{}}}", 1.0 - share, share)),
             };
             exposures.push(base.clone());
             for r in 0..4u64 {
@@ -164,12 +165,20 @@ async fn a_healthy_canary_ramps_through_four_stages_without_invalid_or_rollback(
     }
 
     let end = T0 + 4 * HOUR;
+    // The same exposures without the allocations they carry (as older SDKs send them).
+    let bare: Vec<Event> = exposures
+        .iter()
+        .map(|e| Event {
+            weights: None,
+            ..e.clone()
+        })
+        .collect();
     // The stages' rows come beside those over all users, which stay what they were.
     let with = ExperimentsFile::parse(&staged).unwrap();
     let without = ExperimentsFile::parse("").unwrap();
     let (a, b) = (
         summary_until(&requests, &exposures, end, &with).await,
-        summary_until(&requests, &exposures, end, &without).await,
+        summary_until(&requests, &bare, end, &without).await,
     );
     assert_eq!(format!("{:?}", a.variants), format!("{:?}", b.variants));
     assert_eq!(a.stages.len(), 4);
@@ -179,7 +188,7 @@ async fn a_healthy_canary_ramps_through_four_stages_without_invalid_or_rollback(
     // One weight vector, the last stage's: the plan looks like a mismatch (the default
     // thresholds and no harm budget, so that the pooling below does not roll back first).
     let one_vector = "[experiments.ramp]\nbaseline = \"v1\"\nharm_budget = 1e9\nweights = { v1 = 50, v2 = 50 }\n";
-    let r = report_until(&requests, &exposures, end, one_vector).await;
+    let r = report_until(&requests, &bare, end, one_vector).await;
     assert_eq!(r.verdict, Verdict::Invalid, "{:?}", r.reasons);
     assert!(r
         .reasons
@@ -187,9 +196,48 @@ async fn a_healthy_canary_ramps_through_four_stages_without_invalid_or_rollback(
         .any(|m| m.contains("sample ratio mismatch")));
     // Every user pooled: the canary's requests fall in the worse hours, and it is rolled back.
     let pooled = "[defaults]\nerror_rate_ratio = 1.2\n\n[experiments.ramp]\nbaseline = \"v1\"\n";
-    let r = report_until(&requests, &exposures, end, pooled).await;
+    let r = report_until(&requests, &bare, end, pooled).await;
     assert_eq!(r.verdict, Verdict::Rollback, "{:?}", r.reasons);
     assert!(r.rollout_stage.is_none());
+
+    // Without stages in the file, the allocations the exposures carry are the stages.
+    let events_only =
+        "[defaults]\nerror_rate_ratio = 1.2\n\n[experiments.ramp]\nbaseline = \"v1\"\n";
+    for stage in 1..=4 {
+        let r = report_until(&requests, &exposures, T0 + stage as i64 * HOUR, events_only).await;
+        let summary = format!("after stage {stage}: {} {:?}", r.verdict, r.reasons);
+        assert!(
+            !matches!(r.verdict, Verdict::Invalid | Verdict::Rollback),
+            "{summary}"
+        );
+        let compared = r.rollout_stage.as_ref().expect("staged by the events");
+        assert_eq!(
+            (compared.stage, compared.users),
+            (stage, USERS_PER_STAGE as u64),
+            "{summary}"
+        );
+        let share = compared.weights.as_ref().expect("the events' allocation")["v2"];
+        assert!((share - CANARY[stage - 1]).abs() < 1e-9, "{summary}");
+        assert_eq!(r.srm.stages.len(), stage, "{:?}", r.srm);
+        assert_eq!(
+            r.srm.stages[0].from.as_deref(),
+            Some("2026-12-01T00:00:00.000Z"),
+            "a stage starts at its first assignment"
+        );
+    }
+    // Exposures whose allocation is not the one users were drawn with are caught.
+    let misreported: Vec<Event> = exposures
+        .iter()
+        .map(|e| match &e.weights {
+            Some(w) if w.contains("0.25") => Event {
+                weights: Some("{\"v1\":0.95,\"v2\":0.05}".into()),
+                ..e.clone()
+            },
+            _ => e.clone(),
+        })
+        .collect();
+    let r = report_until(&requests, &misreported, end, events_only).await;
+    assert_eq!(r.verdict, Verdict::Invalid, "{:?}", r.reasons);
 
     // A ramp that departs from its plan is still caught: the third stage declared at 5%.
     let wrong = stages_file("").replace("v1 = 75, v2 = 25", "v1 = 95, v2 = 5");
@@ -199,6 +247,80 @@ async fn a_healthy_canary_ramps_through_four_stages_without_invalid_or_rollback(
         r.reasons
             .iter()
             .any(|m| m.contains("sample ratio mismatch in rollout stage 3")),
+        "{:?}",
+        r.reasons
+    );
+}
+
+/// Exposure files written before exposures had `weights` read as exposures without them, beside
+/// newer files that have them: those users are stage 0, the others the allocation they carried.
+#[tokio::test]
+async fn exposure_files_from_before_weights_read_as_stage_zero() {
+    let (requests, exposures) = ramp();
+    let first_hour = |events: &[Event]| -> Vec<Event> {
+        events
+            .iter()
+            .filter(|e| e.ts < T0 + HOUR)
+            .cloned()
+            .collect()
+    };
+    let (requests, exposures) = (first_hour(&requests), first_hour(&exposures));
+    let (old, new) = exposures.split_at(exposures.len() / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    write_file(data, Table::Requests, &requests, (0, 1, 1));
+    write_file(data, Table::Exposures, new, (100_000, 1, 1));
+    // The old layout: every column but `weights`.
+    let schema = Table::Exposures.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| schema.field(i).name() != "weights")
+        .collect();
+    let batch = super::tests::batch(Table::Exposures, old)
+        .project(&keep)
+        .unwrap();
+    let path = data.join("exposures/date=2026-12-01/experiment=ramp").join(
+        shiftright_schemas::BatchFile {
+            topic: "exposures".into(),
+            partition: 1,
+            epoch: 0,
+            first_offset: 0,
+            last_offset: old.len() as i64 - 1,
+            index: 1,
+            count: 1,
+        }
+        .file_name(),
+    );
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let file =
+        ExperimentsFile::parse("[experiments.ramp]\nweights = { v1 = 99, v2 = 1 }\n").unwrap();
+    let reports = crate::analyze_with(data, crate::ReadOptions::default(), &file, &[])
+        .await
+        .unwrap();
+    let r = reports.iter().find(|r| r.experiment == "ramp").unwrap();
+    let stages: Vec<(usize, u64)> = r
+        .srm
+        .stages
+        .iter()
+        .map(|s| (s.stage, s.counts.values().sum()))
+        .collect();
+    assert_eq!(
+        stages,
+        [(0, old.len() as u64), (1, new.len() as u64)],
+        "{:?}",
+        r.srm
+    );
+    assert!(
+        r.srm.stages.iter().all(|s| s.adjusted_p_value.is_some()),
+        "{:?}",
+        r.srm
+    );
+    assert_eq!(r.rollout_stage.as_ref().map(|s| s.stage), Some(1));
+    assert!(
+        !matches!(r.verdict, Verdict::Invalid | Verdict::Rollback),
         "{:?}",
         r.reasons
     );

@@ -106,14 +106,19 @@ pub struct ExperimentSummary {
     pub segments: ExperimentSegments,
     /// Each user's revenue was capped here (winsorization), when configured.
     pub revenue_cap: Option<f64>,
-    /// With rollout stages configured, the same users again by the stage of their first
-    /// exposure (`config::stages`); empty otherwise.
+    /// With rollout stages (in the file, or carried by the exposures), the same users again by
+    /// the stage of their first exposure (`config::stages`); empty otherwise.
     pub stages: BTreeMap<usize, StageArms>,
 }
 
 /// The users of one rollout stage (first exposed while it was in force).
 #[derive(Debug, Clone, Default)]
 pub struct StageArms {
+    /// When it started: the file's `from`, or the first assignment seen under its allocation;
+    /// `None` for stage 0.
+    pub from_ms: Option<i64>,
+    /// Its expected allocation (the file's, or the one its exposures carried).
+    pub weights: Option<BTreeMap<String, f64>>,
     /// Non-synthetic users seen in exactly one variant, by variant.
     pub variants: BTreeMap<String, ArmSummary>,
     /// Non-synthetic users seen in more than one variant.

@@ -35,6 +35,8 @@ pub(super) struct Event {
     pub endpoint: Option<&'static str>,
     pub region: Option<&'static str>,
     pub shadow_match: Option<bool>,
+    /// An exposure's allocation, as the ingest stores it.
+    pub weights: Option<String>,
 }
 
 /// (experiment, event_id, ts, user, synthetic, variant, mode or kind, value).
@@ -64,6 +66,7 @@ fn ev(
         endpoint: Some("/a"),
         region: Some("eu"),
         shadow_match: None,
+        weights: None,
     }
 }
 
@@ -88,7 +91,7 @@ fn register(ctx: &SessionContext, table: Table, events: &[Event], partitions: us
 }
 
 /// `events` as one batch of `table`'s schema.
-fn batch(table: Table, events: &[Event]) -> RecordBatch {
+pub(super) fn batch(table: Table, events: &[Event]) -> RecordBatch {
     let schema = table.schema();
     {
         let text = |f: &dyn Fn(&Event) -> Option<String>| -> Arc<dyn Array> {
@@ -125,6 +128,7 @@ fn batch(table: Table, events: &[Event]) -> RecordBatch {
                     )),
                     "endpoint" => text(&|e| e.endpoint.map(Into::into)),
                     "region" => text(&|e| e.region.map(Into::into)),
+                    "weights" => text(&|e| e.weights.clone()),
                     "shadow_match" => Arc::new(
                         events
                             .iter()
@@ -280,6 +284,7 @@ fn generated(users: usize) -> [Vec<Event>; 3] {
             endpoint: Some("/a"),
             region: Some("eu"),
             shadow_match: None,
+            weights: None,
         };
         exposures.push(Event {
             event_id: format!("x{u}"),
@@ -560,7 +565,7 @@ async fn user_defined_metrics_sum_what_each_users_events_say() {
 
 /// Writes `events` of `table` as file `index` of `count` of the flush batch at `offset`, in the
 /// ingest's layout (`table/date=D/experiment=E/`).
-fn write_file(
+pub(super) fn write_file(
     data: &std::path::Path,
     table: Table,
     events: &[Event],

@@ -177,6 +177,71 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
     }
 }
 
+/// The value of an exposure's `weights`: an object kept whole, entry by entry (its values as
+/// [`Scalar`]s, nested values skipped), or any other JSON value as itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Allocation<'a> {
+    Object(Vec<(Cow<'a, str>, Scalar<'a>)>),
+    Other(Scalar<'a>),
+}
+
+/// The name of the field read as an [`Allocation`].
+pub const WEIGHTS: &str = "weights";
+
+struct AllocationVisitor;
+
+impl<'de> Visitor<'de> for AllocationVisitor {
+    type Value = Allocation<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Allocation::Other(Scalar::Null))
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Allocation::Other(Scalar::Null))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Allocation::Other(Scalar::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Allocation::Other(if v >= 0 {
+            Scalar::U64(v as u64)
+        } else {
+            Scalar::I64(v)
+        }))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Allocation::Other(Scalar::U64(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Allocation::Other(Scalar::F64(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Allocation::Other(Scalar::Str(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        ScalarVisitor.visit_seq(seq).map(Allocation::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value = map.next_value::<Scalar<'de>>()?;
+            // The last of duplicate keys wins, as everywhere.
+            entries.retain(|(k, _): &(Cow<'de, str>, Scalar<'de>)| *k != key);
+            entries.push((key, value));
+        }
+        Ok(Allocation::Object(entries))
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Allocation<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AllocationVisitor)
+    }
+}
+
 /// A key, borrowed when it has no escapes.
 struct Key<'a>(Cow<'a, str>);
 
@@ -212,6 +277,8 @@ pub enum TopLevel<'a> {
 #[derive(Debug, Default)]
 pub struct Fields<'a> {
     values: [Option<Scalar<'a>>; KNOWN.len()],
+    /// `weights` (exposures), kept whole.
+    weights: Option<Allocation<'a>>,
 }
 
 impl<'a> Fields<'a> {
@@ -219,6 +286,11 @@ impl<'a> Fields<'a> {
     pub fn get(&self, name: &str) -> Option<&Scalar<'a>> {
         let i = KNOWN.iter().position(|k| *k == name)?;
         self.values[i].as_ref()
+    }
+
+    /// `weights`, `null` included.
+    pub fn weights(&self) -> Option<&Allocation<'a>> {
+        self.weights.as_ref()
     }
 }
 
@@ -233,6 +305,10 @@ impl<'de> de::Deserialize<'de> for TopLevel<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Fields::default();
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    if key == WEIGHTS {
+                        fields.weights = Some(map.next_value::<Allocation<'de>>()?);
+                        continue;
+                    }
                     match KNOWN.iter().position(|k| *k == key) {
                         Some(i) => fields.values[i] = Some(map.next_value::<Scalar<'de>>()?),
                         None => {

@@ -260,3 +260,55 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_exposures_weights_are_kept_as_its_normalised_shares() {
+    let exposure = |weights: &str| {
+        format!(
+            r#"{{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a","weights":{weights}}}"#
+        )
+    };
+    let weights_of = |text: &str| match decode(Table::Exposures, text.as_bytes()).unwrap() {
+        Event::Exposure { weights, .. } => weights,
+        other => panic!("{other:?}"),
+    };
+    let shares = Some(r#"{"v1":0.95,"v2":0.05}"#.to_string());
+    // Percentages, shares in another key order, buckets of 10,000: one allocation.
+    assert_eq!(weights_of(&exposure(r#"{"v1": 95, "v2": 5}"#)), shares);
+    assert_eq!(weights_of(&exposure(r#"{"v2": 0.05, "v1": 0.95}"#)), shares);
+    assert_eq!(weights_of(&exposure(r#"{"v1": 9500, "v2": 500}"#)), shares);
+    // The last of duplicate keys wins, as for every field.
+    assert_eq!(
+        weights_of(&exposure(r#"{"v1": 1, "v2": 5, "v1": 95}"#)),
+        shares
+    );
+    assert_eq!(weights_of(&exposure("null")), None);
+    assert_eq!(
+        weights_of(
+            r#"{"event_id":"e","ts":1790000000000,"user_id":"u","experiment":"x","variant":"a"}"#
+        ),
+        None
+    );
+    for (weights, expected) in [
+        (r#""95/5""#, RejectReason::WrongType),
+        ("[95, 5]", RejectReason::WrongType),
+        (r#"{"v1": "95", "v2": 5}"#, RejectReason::WrongType),
+        (r#"{"v1": {"share": 95}, "v2": 5}"#, RejectReason::WrongType),
+        (r#"{"v1": 100}"#, RejectReason::InvalidValue),
+        (r#"{"v1": 0, "v2": 100}"#, RejectReason::InvalidValue),
+        (r#"{"v1": -5, "v2": 105}"#, RejectReason::InvalidValue),
+        (r#"{"": 50, "v2": 50}"#, RejectReason::InvalidValue),
+        (r#"{"v1": 1e308, "v2": 1e308}"#, RejectReason::InvalidValue),
+    ] {
+        let got = decode(Table::Exposures, exposure(weights).as_bytes()).unwrap_err();
+        assert_eq!(got.reason, expected, "{weights}: {}", got.detail);
+        assert!(got.detail.contains("weights"), "{weights}: {}", got.detail);
+    }
+    let many: Vec<String> = (0..65).map(|i| format!(r#""v{i}": 1"#)).collect();
+    let got = decode(
+        Table::Exposures,
+        exposure(&format!("{{{}}}", many.join(","))).as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(got.reason, RejectReason::InvalidValue, "{}", got.detail);
+}

@@ -47,7 +47,7 @@ use user::{encode, Business, InExperiment, OutputBound, Request, Tally, User};
 pub const NAME: &str = "user_experiments";
 
 /// Its arguments, in order (`queries/analysis_users.sql` passes them).
-pub const ARGUMENTS: [&str; 12] = [
+pub const ARGUMENTS: [&str; 13] = [
     "source",
     "experiment",
     "event_id",
@@ -60,6 +60,7 @@ pub const ARGUMENTS: [&str; 12] = [
     "region",
     "kind",
     "value",
+    "weights",
 ];
 
 /// Business events that count as a conversion.
@@ -89,6 +90,9 @@ impl Source {
 
 /// The kind of a business event that names none.
 const NO_KIND: &str = "";
+
+/// The allocation of an exposure that carries no `weights` (sorts before any JSON object).
+pub(super) const NO_WEIGHTS: &str = "";
 
 fn min_of(a: Option<i64>, b: i64) -> Option<i64> {
     Some(a.map_or(b, |a| a.min(b)))
@@ -140,6 +144,7 @@ pub fn row_fields() -> Fields {
         flag("pre_converted"),
         amount("pre_revenue"),
         count("assigned_at"),
+        Field::new("assigned_weights", DataType::Utf8, true),
         Field::new(
             "latencies",
             DataType::List(Arc::new(Field::new_list_field(DataType::Float64, false))),
@@ -247,6 +252,22 @@ impl UserGroups {
         }
     }
 
+    /// Notes an exposure at `ts` under `allocation` (interned weights, [`NO_WEIGHTS`] for none):
+    /// the user's first exposure and the allocation it was drawn under. Of exposures at the same
+    /// time the least allocation by text, so that the merge order cannot change it.
+    fn exposed(names: &Interner, e: &mut InExperiment, ts: i64, allocation: u32) {
+        let earlier = match e.exposed_at {
+            None => true,
+            Some(t) if ts < t => true,
+            Some(t) if ts == t => names.get(allocation) < names.get(e.exposed_weights),
+            Some(_) => false,
+        };
+        if earlier {
+            e.exposed_at = Some(ts);
+            e.exposed_weights = allocation;
+        }
+    }
+
     fn emit_users(&mut self, emit_to: EmitTo) -> Vec<User> {
         let taken = emit_to.take_needed(&mut self.users);
         self.tally.remove(&taken);
@@ -267,6 +288,11 @@ impl UserGroups {
             };
             let first_live = if flags & 4 != 0 { Some(r.i64()?) } else { None };
             let exposed_at = if flags & 8 != 0 { Some(r.i64()?) } else { None };
+            let exposed_weights = if flags & 16 != 0 {
+                self.names.intern(r.str()?)
+            } else {
+                self.names.intern(NO_WEIGHTS)
+            };
             let exposures: Vec<u64> = (0..r.u32()?).map(|_| r.u64()).collect::<Option<_>>()?;
             let table: Vec<u32> = (0..r.u32()?)
                 .map(|_| r.str().map(|s| self.names.intern(s)))
@@ -294,7 +320,7 @@ impl UserGroups {
                 e.first_live = min_of(e.first_live, t);
             }
             if let Some(t) = exposed_at {
-                e.exposed_at = min_of(e.exposed_at, t);
+                Self::exposed(&self.names, e, t, exposed_weights);
             }
             for f in exposures {
                 self.tally.exposure(e, f);
@@ -352,8 +378,10 @@ impl GroupsAccumulator for UserGroups {
         let kind = strings(&values[10])?;
         let value = cast(&values[11], &DataType::Float64)?;
         let value = value.as_primitive::<Float64Type>();
-        let [mut experiments, mut variants, mut endpoints, mut regions] =
+        let weights = strings(&values[12])?;
+        let [mut experiments, mut variants, mut endpoints, mut regions, mut allocations] =
             std::array::from_fn(|_| Recent::default());
+        let no_weights = self.names.intern(NO_WEIGHTS);
         let names = &mut self.names;
         for (i, &g) in group_indices.iter().enumerate() {
             if !selected(opt_filter, i) {
@@ -388,7 +416,12 @@ impl GroupsAccumulator for UserGroups {
                     let v = variants.intern(names, &variant, i);
                     let e = self.tally.slot(user, id);
                     Self::assign(names, e, v, is_synthetic);
-                    e.exposed_at = min_of(e.exposed_at, ts.value(i));
+                    let allocation = if weights.is_null(i) {
+                        no_weights
+                    } else {
+                        allocations.intern(names, &weights, i)
+                    };
+                    Self::exposed(names, e, ts.value(i), allocation);
                     self.tally.exposure(e, fingerprint(event_id.value(i)));
                 }
                 Source::Business => {

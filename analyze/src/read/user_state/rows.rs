@@ -38,6 +38,7 @@ pub(super) struct Rows {
     pre_converted: BooleanBuilder,
     pre_revenue: Float64Builder,
     assigned_at: Int64Builder,
+    assigned_weights: StringBuilder,
     latencies: ListBuilder<Float64Builder>,
     kinds: ListBuilder<StringBuilder>,
     kind_counts: ListBuilder<Int64Builder>,
@@ -60,6 +61,8 @@ struct RowValues {
     /// When the user was assigned (first exposure, else first live request), epoch ms: the
     /// rollout stage it belongs to.
     assigned_at: i64,
+    /// The allocation its first exposure carried (interned `weights`), when it carried one.
+    assigned_weights: Option<u32>,
     /// Business events at or after first exposure, per kind: (kind, count, Σ value), by kind.
     kinds: Vec<(u32, i64, f64)>,
 }
@@ -91,6 +94,7 @@ impl Rows {
             pre_converted: BooleanBuilder::with_capacity(rows),
             pre_revenue: Float64Builder::with_capacity(rows),
             assigned_at: Int64Builder::with_capacity(rows),
+            assigned_weights: text(longest),
             latencies: ListBuilder::with_capacity(
                 Float64Builder::with_capacity(bound.latencies),
                 rows,
@@ -149,6 +153,8 @@ impl Rows {
         self.pre_converted.append_value(v.pre_converted);
         self.pre_revenue.append_value(v.pre_revenue);
         self.assigned_at.append_value(v.assigned_at);
+        self.assigned_weights
+            .append_option(v.assigned_weights.map(|id| names.get(id)));
         for &(kind, count, value) in &v.kinds {
             self.kinds.values().append_value(names.get(kind));
             self.kind_counts.values().append_value(count);
@@ -182,6 +188,7 @@ impl Rows {
             Arc::new(self.pre_converted.finish()),
             Arc::new(self.pre_revenue.finish()),
             Arc::new(self.assigned_at.finish()),
+            Arc::new(self.assigned_weights.finish()),
             Arc::new(self.latencies.finish()),
             Arc::new(self.kinds.finish()),
             Arc::new(self.kind_counts.finish()),
@@ -215,8 +222,13 @@ impl Rows {
             e.requests.dedup_by_key(|r| r.fingerprint);
             // Assigned users have a first exposure: an exposure event or a live request.
             let exposed = e.exposed_at.or(e.first_live).unwrap_or(i64::MIN);
+            let assigned_weights = e
+                .exposed_at
+                .map(|_| e.exposed_weights)
+                .filter(|&id| names.get(id) != super::NO_WEIGHTS);
             let mut v = RowValues {
                 assigned_at: exposed,
+                assigned_weights,
                 multiple_variants: lo != hi,
                 synthetic: e.synthetic,
                 exposure_duplicates: (exposures - e.exposures.len()) as i64,
@@ -254,6 +266,7 @@ impl Rows {
             // overall).
             let plain = RowValues {
                 assigned_at: exposed,
+                assigned_weights,
                 ..RowValues::default()
             };
             let mut order = std::mem::take(&mut self.order);

@@ -41,7 +41,7 @@ fn event() -> impl Strategy<Value = Event> {
     })
 }
 
-/// The twelve arguments of `user_experiments` for `events`, and each row's group (its user).
+/// The thirteen arguments of `user_experiments` for `events`, and each row's group (its user).
 fn arguments(events: &[Event]) -> (Vec<ArrayRef>, Vec<usize>) {
     let text = |f: &dyn Fn(&Event) -> Option<String>| -> ArrayRef {
         Arc::new(StringArray::from(events.iter().map(f).collect::<Vec<_>>()))
@@ -70,6 +70,10 @@ fn arguments(events: &[Event]) -> (Vec<ArrayRef>, Vec<usize>) {
         Arc::new(Float64Array::from_iter_values(
             events.iter().map(|e| f64::from(e.9 % 13)),
         )),
+        // Exposures' allocations, none on some.
+        text(&|e| {
+            (e.1 == 1 && e.9 % 5 != 0).then(|| format!("{{\"v0\":0.{},\"v1\":0.5}}", e.9 % 4))
+        }),
     ];
     (columns, events.iter().map(|e| e.0).collect())
 }

@@ -42,6 +42,8 @@ pub(super) struct InExperiment {
     pub synthetic: bool,
     pub first_live: Option<i64>,
     pub exposed_at: Option<i64>,
+    /// The allocation (interned `weights`) of the first exposure; read only with `exposed_at`.
+    pub exposed_weights: u32,
     pub exposures: Vec<u64>,
     pub requests: Vec<Request>,
     /// The endpoints and regions its requests used, as bits ([`SegmentBits`]): its segment rows
@@ -139,9 +141,9 @@ pub(super) struct OutputBound {
     pub kind_entries: usize,
 }
 
-/// Bytes of one row besides its strings and lists' items: four string offsets, seven 8-byte
-/// numbers, four list offsets, four flags (as bits, rounded up to a byte).
-const ROW_BYTES: usize = 4 * 4 + 7 * 8 + 4 * 4 + 1;
+/// Bytes of one row besides its strings and lists' items: five string offsets, seven 8-byte
+/// numbers, four list offsets, four flags and a validity bit (as bits, rounded up to a byte).
+const ROW_BYTES: usize = 5 * 4 + 7 * 8 + 4 * 4 + 1;
 /// The longest `dimension` ("endpoint").
 pub(super) const DIMENSION_BYTES: usize = "endpoint".len();
 /// The arrays of one emission whatever their length: ~40 buffers, each rounded up to 64 bytes,
@@ -176,7 +178,7 @@ impl OutputBound {
 
     /// Bytes of the arrays of `users` users' rows, no name longer than `longest_name`.
     pub fn bytes(&self, users: usize, longest_name: usize) -> usize {
-        self.rows * (ROW_BYTES + 3 * longest_name + DIMENSION_BYTES)
+        self.rows * (ROW_BYTES + 4 * longest_name + DIMENSION_BYTES)
             + self.latencies * 8
             + self.kind_entries * (4 + longest_name + 8 + 8)
             + (users + 1) * 4
@@ -258,10 +260,12 @@ pub(super) fn encode(names: &Interner, user: &User) -> Vec<u8> {
     w.u32(user.experiments.len() as u32);
     for e in &user.experiments {
         w.str(names.get(e.experiment));
+        let weighted = e.exposed_at.is_some() && !names.get(e.exposed_weights).is_empty();
         let flags = u8::from(e.variants.is_some())
             | u8::from(e.synthetic) << 1
             | u8::from(e.first_live.is_some()) << 2
-            | u8::from(e.exposed_at.is_some()) << 3;
+            | u8::from(e.exposed_at.is_some()) << 3
+            | u8::from(weighted) << 4;
         w.u8(flags);
         if let Some((lo, hi)) = e.variants {
             w.str(names.get(lo));
@@ -272,6 +276,9 @@ pub(super) fn encode(names: &Interner, user: &User) -> Vec<u8> {
         }
         if let Some(t) = e.exposed_at {
             w.i64(t);
+        }
+        if weighted {
+            w.str(names.get(e.exposed_weights));
         }
         w.u32(e.exposures.len() as u32);
         for &f in &e.exposures {
