@@ -89,6 +89,9 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
             print!("{}", freshness::to_markdown(&result));
         }
         BenchCommand::Rollout(args) => {
+            if args.interval.is_zero() {
+                anyhow::bail!("--interval must be more than 0 (serve's default is 30s)");
+            }
             let mut results = Vec::new();
             for regression in [args.regression, 1.0] {
                 let temp = tempfile::Builder::new()
@@ -102,6 +105,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
                     regression,
                     warm_up: args.warm_up,
                     limit: args.limit,
+                    interval: args.interval,
                     out_dir: temp.path().to_path_buf(),
                 };
                 results.push(rollout::run(&config, &mut progress).await?);

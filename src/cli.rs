@@ -122,6 +122,10 @@ pub struct BenchRolloutArgs {
     /// Give up this long after the regression starts; the healthy run lasts warm-up + limit.
     #[arg(long, env = "SHIFTRIGHT_BENCH_LIMIT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub limit: Duration,
+    /// serve's evaluation interval (its own default: 30s); the ingest's flush and serve's
+    /// staleness stay at their defaults.
+    #[arg(long, env = "SHIFTRIGHT_BENCH_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,8 @@ pub struct RolloutConfig {
     pub warm_up: Duration,
     /// Give up this long after the regression starts (the healthy run lasts this long).
     pub limit: Duration,
+    /// serve's evaluation interval (serve's default: 30 s).
+    pub interval: Duration,
     /// Where the ingest writes.
     pub out_dir: std::path::PathBuf,
 }
@@ -181,7 +183,7 @@ pub async fn run(config: &RolloutConfig, progress: &mut dyn FnMut(&str)) -> Resu
         experiments,
         read: Default::default(),
         only: Vec::new(),
-        interval: Duration::from_secs(30),
+        interval: config.interval,
         stale_after: Duration::from_secs(120),
         lookback: Duration::from_secs(24 * 3600),
     };
@@ -390,8 +392,8 @@ pub fn to_markdown(regressed: &RolloutResult, healthy: &RolloutResult) -> String
     let rolled_back = healthy_verdicts.iter().any(|v| v.starts_with("ROLLBACK"));
     format!(
         "{} requests/s, {:.0}% canary, {:.1}% baseline errors; ingest, serve and the decisions \
-         topic at their defaults (flush every 10 s, evaluation every 30 s); the regression \
-         (canary errors ×{}) starts {} s in.\n\n\
+         topic at their defaults (flush every 10 s), serve evaluating every {} s (its default: \
+         30 s); the regression (canary errors ×{}) starts {} s in.\n\n\
          | run | first regressed event → ROLLBACK at the endpoint | → on the decisions topic | verdicts seen | verdict endpoint under {POLL_RATE} polls/s: p50 / p99 / max |\n\
          |---|---:|---:|---|---:|\n\
          | regressed | {} | {} | {} | {:.1} / {:.1} / {:.1} ms ({} polls, {} not 200) |\n\
@@ -399,6 +401,7 @@ pub fn to_markdown(regressed: &RolloutResult, healthy: &RolloutResult) -> String
         c.rate,
         c.canary_share * 100.0,
         c.baseline_errors * 100.0,
+        c.interval.as_secs(),
         c.regression,
         c.warm_up.as_secs(),
         secs(regressed.to_endpoint),

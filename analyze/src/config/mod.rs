@@ -409,16 +409,11 @@ impl ExperimentsFile {
             .unwrap_or_else(|| self.defaults.clone())
     }
 
-    /// The SQL expression of each `analysis_users` row's rollout stage key (`stages::stage_sql`),
-    /// given the experiments whose exposures carry `weights`; `None` when no experiment has
-    /// stages.
-    pub fn rollout_stage_sql(&self, by_weights: &[String]) -> Option<String> {
-        stages::stage_sql(
-            self.experiments
-                .iter()
-                .map(|(name, s)| (name.as_str(), s.stages.as_slice())),
-            by_weights,
-        )
+    /// Each experiment's stages in the file (empty for those without).
+    pub fn file_stages(&self) -> impl Iterator<Item = (&str, &[Stage])> {
+        self.experiments
+            .iter()
+            .map(|(name, s)| (name.as_str(), s.stages.as_slice()))
     }
 
     /// Whether `experiment` has stages of its own in the file.

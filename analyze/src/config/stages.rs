@@ -102,46 +102,12 @@ pub(crate) fn parse(
 }
 
 /// The stage of a user assigned at `assigned_ms`: 0 before the first stage, else the 1-based
-/// index of the last stage started by then (the rule [`stage_sql`] writes in SQL).
+/// index of the last stage started by then (the rule `read::queries::stage_sql` writes in SQL).
 pub fn stage_of(stages: &[Stage], assigned_ms: i64) -> usize {
     stages
         .iter()
         .take_while(|s| s.from_ms <= assigned_ms)
         .count()
-}
-
-/// A SQL expression of each `analysis_users` row's stage key, by its `experiment`: for the
-/// experiments of `by_time` (stages in the file) the stage number as text, by `assigned_at`
-/// (the rule of [`stage_of`]); for those of `by_weights` (exposures that carry `weights`) the
-/// allocation of the user's first exposure (`assigned_weights`, `''` without one); `''` for the
-/// others. `None` when no experiment has stages either way.
-pub fn stage_sql<'a>(
-    by_time: impl Iterator<Item = (&'a str, &'a [Stage])>,
-    by_weights: &[String],
-) -> Option<String> {
-    let quote = |name: &str| name.replace('\'', "''");
-    let mut cases: Vec<String> = Vec::new();
-    let mut timed: Vec<&str> = Vec::new();
-    for (name, stages) in by_time.filter(|(_, stages)| !stages.is_empty()) {
-        let within: String = stages
-            .iter()
-            .enumerate()
-            .rev()
-            .map(|(i, s)| format!(" WHEN assigned_at >= {} THEN '{}'", s.from_ms, i + 1))
-            .collect();
-        cases.push(format!(
-            " WHEN '{}' THEN CASE{within} ELSE '0' END",
-            quote(name)
-        ));
-        timed.push(name);
-    }
-    for name in by_weights.iter().filter(|n| !timed.contains(&n.as_str())) {
-        cases.push(format!(
-            " WHEN '{}' THEN COALESCE(assigned_weights, '')",
-            quote(name)
-        ));
-    }
-    (!cases.is_empty()).then(|| format!("CASE experiment{} ELSE '' END", cases.concat()))
 }
 
 #[cfg(test)]
@@ -183,33 +149,5 @@ mod tests {
         assert!(err.contains("RFC 3339"), "{err}");
         let err = stages("stages = [{ from = 2026-12-01T10:00:00, weights = {} }]").unwrap_err();
         assert!(err.contains("offset"), "a local time has no offset: {err}");
-    }
-
-    #[test]
-    fn the_sql_rule_is_the_rust_rule() {
-        let s = vec![
-            Stage {
-                from_ms: 100,
-                weights: BTreeMap::new(),
-            },
-            Stage {
-                from_ms: 200,
-                weights: BTreeMap::new(),
-            },
-        ];
-        let by_weights = ["it's".to_string(), "sdk".to_string()];
-        let sql = stage_sql(
-            [("it's", s.as_slice()), ("none", &[][..])].into_iter(),
-            &by_weights,
-        )
-        .unwrap();
-        assert_eq!(
-            sql,
-            "CASE experiment WHEN 'it''s' THEN CASE WHEN assigned_at >= 200 THEN '2' \
-             WHEN assigned_at >= 100 THEN '1' ELSE '0' END \
-             WHEN 'sdk' THEN COALESCE(assigned_weights, '') ELSE '' END",
-            "the file's stages win over the events'"
-        );
-        assert!(stage_sql([("none", &[][..])].into_iter(), &[]).is_none());
     }
 }

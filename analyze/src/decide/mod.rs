@@ -68,7 +68,7 @@ fn pick_baseline(settings: &ExperimentSettings, variants: &[&String]) -> Option<
         .map(|b| b.to_string())
 }
 
-fn fmt_pct(x: f64) -> String {
+pub(crate) fn fmt_pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
 

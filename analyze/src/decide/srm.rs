@@ -6,16 +6,13 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Correction, ExperimentSettings};
+use crate::decide::fmt_pct;
 use crate::decide::report::{Srm, StageSrm};
 use crate::read::summary::ExperimentSummary;
 use crate::stats::{self, SrmResult};
 
 /// SRM p-value below which the experiment is INVALID.
 pub const SRM_P_THRESHOLD: f64 = 0.001;
-
-fn fmt_pct(x: f64) -> String {
-    format!("{:.2}%", x * 100.0)
-}
 
 /// One allocation's test: the χ² result (None with too few users), and the variants that have
 /// users but no weight.
@@ -63,6 +60,12 @@ fn test(counts: &BTreeMap<String, u64>, weights: &BTreeMap<String, f64>) -> Test
     }
 }
 
+/// The INVALID reason of a mismatch: where (`within`), the test's figures, the shares seen
+/// against those expected (`detail`), and what to suspect.
+fn mismatch_reason(within: &str, test: &str, detail: &str, suspect: &str) -> String {
+    format!("sample ratio mismatch{within} ({test} < {SRM_P_THRESHOLD}): {detail}; {suspect}")
+}
+
 fn unexpected_reason(unexpected: &[String], within: &str) -> String {
     format!(
         "variants {unexpected:?} have users{within} but no expected weight: traffic reaches a variant it should not"
@@ -100,9 +103,11 @@ pub fn check(
             invalid.push(unexpected_reason(&t.unexpected, ""));
         }
         if let Some(r) = t.result.as_ref().filter(|r| r.p_value < SRM_P_THRESHOLD) {
-            invalid.push(format!(
-                "sample ratio mismatch (χ² p = {:.1e} < {SRM_P_THRESHOLD}): {}; the assignment or the logging is broken",
-                r.p_value, t.detail
+            invalid.push(mismatch_reason(
+                "",
+                &format!("χ² p = {:.1e}", r.p_value),
+                &t.detail,
+                "the assignment or the logging is broken",
             ));
         }
         return Srm {
@@ -173,13 +178,22 @@ pub fn check(
     for &at in &tested {
         let s = &stages[at];
         if let Some(p) = s.adjusted_p_value.filter(|p| *p < SRM_P_THRESHOLD) {
-            invalid.push(format!(
-                "sample ratio mismatch in rollout stage {}{} (χ² p = {:.1e}, {p:.1e} Holm-adjusted over {} stages, < {SRM_P_THRESHOLD}): {}; the assignment, the logging or the stages in the experiments file are wrong",
-                s.stage,
-                s.from.as_ref().map(|f| format!(" (from {f})")).unwrap_or_default(),
-                s.p_value.unwrap_or_default(),
-                tested.len(),
-                details[at]
+            invalid.push(mismatch_reason(
+                &format!(
+                    " in rollout stage {}{}",
+                    s.stage,
+                    s.from
+                        .as_ref()
+                        .map(|f| format!(" (from {f})"))
+                        .unwrap_or_default()
+                ),
+                &format!(
+                    "χ² p = {:.1e}, {p:.1e} Holm-adjusted over {} stages,",
+                    s.p_value.unwrap_or_default(),
+                    tested.len()
+                ),
+                &details[at],
+                "the assignment, the logging or the stages in the experiments file are wrong",
             ));
         }
     }

@@ -248,8 +248,8 @@ fn arms_sql(
             .iter()
             .map(|(e, cap)| {
                 format!(
-                    " WHEN '{}' THEN CAST({cap:?} AS DOUBLE)",
-                    e.replace('\'', "''")
+                    " WHEN {} THEN CAST({cap:?} AS DOUBLE)",
+                    queries::sql_literal(e)
                 )
             })
             .collect();
@@ -501,7 +501,7 @@ pub async fn load(
     let mut staged: BTreeMap<StageKey, StageArms> = BTreeMap::new();
     let metrics = experiments.metrics();
     let by_weights = weighted_experiments(ctx, only).await?;
-    let stage_sql = experiments.rollout_stage_sql(&by_weights);
+    let stage_sql = queries::stage_sql(experiments.file_stages(), &by_weights);
     for batch in run(
         ctx,
         ARMS,

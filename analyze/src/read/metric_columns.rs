@@ -7,12 +7,8 @@
 //! tests read, as large as the arms.
 
 use crate::config::user_metrics::{Aggregate, Definition, UserMetric};
+use crate::read::queries::sql_literal as literal;
 use crate::stats::{MeanStats, RatioStats};
-
-/// A SQL string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
 
 /// The user's value of a per-user metric, over an `analysis_users` row.
 fn per_user_value(kinds: &[String], aggregate: Aggregate) -> String {

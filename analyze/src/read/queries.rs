@@ -199,16 +199,51 @@ pub fn named(name: &str) -> Option<&'static NamedQuery> {
     QUERIES.iter().find(|q| q.name == name)
 }
 
+/// A SQL string literal of `text`: the one quoting rule for every name written into SQL.
+pub fn sql_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A SQL expression of each `analysis_users` row's stage key, by its `experiment`: for the
+/// experiments of `by_time` (stages in the file) the stage number as text, by `assigned_at`
+/// (the rule of [`crate::config::stages::stage_of`]); for those of `by_weights` (exposures that carry `weights`) the
+/// allocation of the user's first exposure (`assigned_weights`, `''` without one); `''` for the
+/// others. `None` when no experiment has stages either way.
+pub fn stage_sql<'a>(
+    by_time: impl Iterator<Item = (&'a str, &'a [crate::config::Stage])>,
+    by_weights: &[String],
+) -> Option<String> {
+    let mut cases: Vec<String> = Vec::new();
+    let mut timed: Vec<&str> = Vec::new();
+    for (name, stages) in by_time.filter(|(_, stages)| !stages.is_empty()) {
+        let within: String = stages
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, s)| format!(" WHEN assigned_at >= {} THEN '{}'", s.from_ms, i + 1))
+            .collect();
+        cases.push(format!(
+            " WHEN {} THEN CASE{within} ELSE '0' END",
+            sql_literal(name)
+        ));
+        timed.push(name);
+    }
+    for name in by_weights.iter().filter(|n| !timed.contains(&n.as_str())) {
+        cases.push(format!(
+            " WHEN {} THEN COALESCE(assigned_weights, '')",
+            sql_literal(name)
+        ));
+    }
+    (!cases.is_empty()).then(|| format!("CASE experiment{} ELSE '' END", cases.concat()))
+}
+
 /// `sql` restricted to the experiments in `only` when it is not empty (it must return an
 /// `experiment` column).
 pub fn restrict(sql: &str, only: &[String]) -> String {
     if only.is_empty() {
         return sql.to_string();
     }
-    let list: Vec<String> = only
-        .iter()
-        .map(|e| format!("'{}'", e.replace('\'', "''")))
-        .collect();
+    let list: Vec<String> = only.iter().map(|e| sql_literal(e)).collect();
     format!(
         "SELECT * FROM ({sql}) AS m WHERE m.experiment IN ({})",
         list.join(", ")
@@ -353,5 +388,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_sql_rule_is_the_rust_rule() {
+        let s = vec![
+            crate::config::Stage {
+                from_ms: 100,
+                weights: Default::default(),
+            },
+            crate::config::Stage {
+                from_ms: 200,
+                weights: Default::default(),
+            },
+        ];
+        let by_weights = ["it's".to_string(), "sdk".to_string()];
+        let sql = stage_sql(
+            [("it's", s.as_slice()), ("none", &[][..])].into_iter(),
+            &by_weights,
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "CASE experiment WHEN 'it''s' THEN CASE WHEN assigned_at >= 200 THEN '2' \
+             WHEN assigned_at >= 100 THEN '1' ELSE '0' END \
+             WHEN 'sdk' THEN COALESCE(assigned_weights, '') ELSE '' END",
+            "the file's stages win over the events'"
+        );
+        assert!(stage_sql([("none", &[][..])].into_iter(), &[]).is_none());
     }
 }
