@@ -135,15 +135,73 @@ pub async fn analyze_live(
             Err(Error::NoData { .. }) if data_dir.is_dir() => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some(freshness) = read::freshness::data_through(&ctx)
-            .await?
-            .remove(experiment)
-        else {
-            return Ok(None);
+        live_in(&ctx, data_dir, experiments, experiment).await
+    };
+    run.await
+        .map_err(|e| tables::explain_failure(data_dir, &engine, e))
+}
+
+/// One experiment's report and freshness over the tables of `ctx`; `None` when it has no
+/// requests or exposures there.
+async fn live_in(
+    ctx: &datafusion::prelude::SessionContext,
+    data_dir: &Path,
+    experiments: &ExperimentsFile,
+    experiment: &str,
+) -> Result<Option<(Report, read::freshness::Freshness)>> {
+    let Some(freshness) = read::freshness::data_through(ctx).await?.remove(experiment) else {
+        return Ok(None);
+    };
+    let mut analysed = analyze_in(ctx, data_dir, experiments, &[experiment.to_string()]).await?;
+    Ok(analysed.pop().map(|(report, _)| (report, freshness)))
+}
+
+/// [`analyze_live`] for a server that evaluates again and again: the users' states of the files
+/// read before are kept in `folded`, and only the files that are new since are read for them
+/// (`read::fold` says what is still read whole, and when the fold starts again). The report is
+/// the one [`analyze_live`] gives; the step says what was read. A cluster engine reads its window
+/// whole each time (its plans cannot carry the kept states).
+pub async fn analyze_live_folded(
+    data_dir: &Path,
+    mut read: ReadOptions,
+    experiments: &ExperimentsFile,
+    experiment: &str,
+    from_ms: Option<i64>,
+    folded: &mut read::fold::Folded,
+) -> Result<Option<(Report, read::freshness::Freshness, read::fold::FoldStep)>> {
+    if read.engine.cluster.is_some() {
+        let outcome = analyze_live(data_dir, read, experiments, experiment, from_ms).await?;
+        return Ok(outcome.map(|(report, fresh)| (report, fresh, Default::default())));
+    }
+    read.scope = read::scope::Scope::experiments_from([experiment.to_string()], from_ms);
+    let engine = read.engine.clone();
+    let run = async {
+        let listed = match tables::list(data_dir, &read) {
+            Ok(listed) => listed,
+            Err(Error::NoData { .. }) if data_dir.is_dir() => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let mut analysed =
-            analyze_in(&ctx, data_dir, experiments, &[experiment.to_string()]).await?;
-        Ok(analysed.pop().map(|(report, _)| (report, freshness)))
+        let read_ref = &read;
+        let step = folded
+            .advance(from_ms, &listed, &engine, experiment, |new| async move {
+                tables::session_over(data_dir, read_ref, &new, tables::Users::Events).await
+            })
+            .await;
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => {
+                // Nothing half-merged is kept: the next evaluation starts the fold again.
+                *folded = Default::default();
+                return Err(e);
+            }
+        };
+        let users = match folded.users_source() {
+            Some((schema, states)) => tables::Users::States(schema, states),
+            None => tables::Users::Events,
+        };
+        let ctx = tables::session_over(data_dir, &read, &listed, users).await?;
+        let live = live_in(&ctx, data_dir, experiments, experiment).await?;
+        Ok(live.map(|(report, freshness)| (report, freshness, step)))
     };
     run.await
         .map_err(|e| tables::explain_failure(data_dir, &engine, e))

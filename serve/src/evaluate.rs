@@ -8,10 +8,11 @@
 //! revision (Flagger's checksum, Argo's `?revision=`: a new revision is a new experiment). Days of history kept in the data
 //! directory before the window are neither listed nor read.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use shiftright_analyze::read::fold::Folded;
 use shiftright_analyze::{ExperimentsFile, ReadOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +57,10 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Per experiment, its users folded file by file across evaluations (the window is the
+/// board's: a new window starts the fold again).
+pub type Folds = HashMap<String, Folded>;
+
 /// Timings of one pass, for the metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Pass {
@@ -65,8 +70,9 @@ pub struct Pass {
     pub failed: Vec<String>,
 }
 
-/// Evaluates every live experiment once and records the outcomes on `board`.
-pub async fn evaluate_once(config: &EvaluateConfig, board: &Board) -> Pass {
+/// Evaluates every live experiment once and records the outcomes on `board`, folding each one's
+/// new files into `folds`.
+pub async fn evaluate_once(config: &EvaluateConfig, board: &Board, folds: &mut Folds) -> Pass {
     let now = now_ms();
     let lookback_ms = config.lookback.as_millis() as i64;
     let mut names: BTreeSet<String> = config.only.iter().cloned().collect();
@@ -84,20 +90,28 @@ pub async fn evaluate_once(config: &EvaluateConfig, board: &Board) -> Pass {
     // --experiment does not name it, or it would wait forever.
     names.extend(board.names());
     let mut pass = Pass::default();
+    folds.retain(|name, _| names.contains(name));
     for name in names {
         let from = board.window_start(&name, now - lookback_ms);
         let started = Instant::now();
-        let outcome = shiftright_analyze::analyze_live(
+        let outcome = shiftright_analyze::analyze_live_folded(
             &config.data,
             config.read.clone(),
             &config.experiments,
             &name,
             Some(from),
+            folds.entry(name.clone()).or_default(),
         )
         .await;
         let took = started.elapsed();
         match outcome {
-            Ok(Some((report, fresh))) => board.evaluated(&name, from, report, fresh, now_ms()),
+            Ok(Some((report, fresh, step))) => {
+                tracing::debug!(
+                    experiment = %name, new_files = step.new_files, kept_files = step.kept_files,
+                    users = step.users, restarted = step.restarted, "folded"
+                );
+                board.evaluated(&name, from, report, fresh, now_ms())
+            }
             Ok(None) => board.no_data(&name, from),
             Err(e) => {
                 let why = chain(&e);
@@ -122,6 +136,7 @@ pub async fn run(
 ) {
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut folds = Folds::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -129,7 +144,7 @@ pub async fn run(
         }
         let pass = tokio::select! {
             _ = shutdown.cancelled() => return,
-            pass = evaluate_once(&config, &board) => pass,
+            pass = evaluate_once(&config, &board, &mut folds) => pass,
         };
         after(&pass);
     }

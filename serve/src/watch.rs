@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::board::Board;
-use crate::evaluate::{evaluate_once, now_ms, EvaluateConfig};
+use crate::evaluate::{evaluate_once, now_ms, EvaluateConfig, Folds};
 use crate::verdict::LiveVerdict;
 
 /// How a watch ended.
@@ -68,11 +68,12 @@ pub async fn watch(
 ) -> Outcome {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last: Option<(String, bool, Option<String>)> = None;
+    let mut folds = Folds::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Outcome::Stopped,
             _ = tokio::time::sleep_until(deadline) => return Outcome::Timeout,
-            _ = evaluate_once(config, board) => {}
+            _ = evaluate_once(config, board, &mut folds) => {}
         }
         if let Some(v) = board.verdict(experiment, config.clock(now_ms())) {
             let key = (v.verdict.clone(), v.fresh, v.reasons.first().cloned());

@@ -12,6 +12,7 @@
 pub mod codec;
 pub mod distribution_udaf;
 pub mod engine;
+pub mod fold;
 pub mod freshness;
 pub mod interner;
 pub mod load;
@@ -25,6 +26,8 @@ pub mod tables;
 pub mod udaf;
 pub mod user_state;
 
+#[cfg(test)]
+mod fold_tests;
 #[cfg(test)]
 mod ramp_tests;
 #[cfg(test)]
@@ -40,10 +43,14 @@ use crate::error::{Error, Result};
 
 /// The analysis' aggregate functions.
 pub fn functions() -> Vec<AggregateUDF> {
-    vec![
-        AggregateUDF::from(user_state::UserExperimentsUdaf::default()),
-        AggregateUDF::from(distribution_udaf::LatencyDistributionUdaf::default()),
-    ]
+    let mut all: Vec<AggregateUDF> = user_state::Form::ALL
+        .into_iter()
+        .map(|form| AggregateUDF::from(user_state::UserExperimentsUdaf::of(form)))
+        .collect();
+    all.push(AggregateUDF::from(
+        distribution_udaf::LatencyDistributionUdaf::default(),
+    ));
+    all
 }
 
 /// The analysis' scalar functions: `latency_quantile`, to read a distribution in SQL.
@@ -66,15 +73,20 @@ pub fn register_functions(ctx: &SessionContext) {
 pub const VIEWS: [&str; 3] = ["analysis_users", "analysis_arms", "analysis_side_traffic"];
 
 /// Registers the stages of [`VIEWS`] over the session's event tables.
-pub async fn register_views(ctx: &SessionContext) -> Result<()> {
+pub(crate) async fn register_views(ctx: &SessionContext, users: tables::Users) -> Result<()> {
     for name in VIEWS {
-        let sql = queries::named(name)
+        let mut sql = queries::named(name)
             .ok_or_else(|| Error::UnknownQuery(name.into()))?
-            .sql;
-        let plan = queries::plan_read_only(ctx, name, sql)
+            .sql
+            .to_string();
+        if let (tables::Users::States(schema, states), true) = (&users, name == fold::USERS) {
+            fold::register_states(ctx, schema.clone(), states.clone())?;
+            sql = fold::users_from_states_sql()?;
+        }
+        let plan = queries::plan_read_only(ctx, name, &sql)
             .await?
             .into_unoptimized_plan();
-        let view = ViewTable::new(plan, Some(sql.to_string()));
+        let view = ViewTable::new(plan, Some(sql));
         ctx.register_table(name, Arc::new(view))
             .map_err(Error::query(name))?;
     }

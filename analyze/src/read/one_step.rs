@@ -57,10 +57,11 @@ fn in_one_step(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn Execution
     let Some(last) = node.downcast_ref::<AggregateExec>() else {
         return Ok(None);
     };
-    let ours = last
-        .aggr_expr()
-        .iter()
-        .any(|a| a.fun().name() == user_state::NAME);
+    let ours = last.aggr_expr().iter().any(|a| {
+        user_state::Form::ALL
+            .iter()
+            .any(|f| a.fun().name() == f.name())
+    });
     if *last.mode() != AggregateMode::FinalPartitioned || !ours {
         return Ok(None);
     }

@@ -11,9 +11,9 @@ use super::tests::{session, write_file, Event};
 use crate::config::ExperimentsFile;
 use crate::decide::{decide, report::Verdict};
 
-const HOUR: i64 = 3_600_000;
+pub(super) const HOUR: i64 = 3_600_000;
 /// 2026-12-01T00:00:00Z, the first stage's start.
-const T0: i64 = 1_796_083_200_000;
+pub(super) const T0: i64 = 1_796_083_200_000;
 /// Canary share of new users, per stage.
 const CANARY: [f64; 4] = [0.01, 0.05, 0.25, 0.50];
 const USERS_PER_STAGE: usize = 4_000;
@@ -30,7 +30,7 @@ fn uniform(seed: u64) -> f64 {
 /// variant (sticky assignment), one exposure (carrying the allocation, as a flag SDK may) then a
 /// request every 20 minutes for an hour (so users come back in the next stage). Either variant errs at 0.5% of requests before the third
 /// stage and 5% from then on.
-fn ramp() -> (Vec<Event>, Vec<Event>) {
+pub(super) fn ramp() -> (Vec<Event>, Vec<Event>) {
     let (mut requests, mut exposures) = (Vec::new(), Vec::new());
     for (stage, share) in CANARY.iter().enumerate() {
         for i in 0..USERS_PER_STAGE {
@@ -72,7 +72,7 @@ fn ramp() -> (Vec<Event>, Vec<Event>) {
     (requests, exposures)
 }
 
-fn stages_file(extra: &str) -> String {
+pub(super) fn stages_file(extra: &str) -> String {
     let stages: Vec<String> = CANARY
         .iter()
         .enumerate()

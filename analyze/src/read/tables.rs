@@ -50,6 +50,14 @@ pub async fn session(data_dir: &Path) -> Result<SessionContext> {
 
 /// [`session`] with `options`.
 pub async fn session_with(data_dir: &Path, options: ReadOptions) -> Result<SessionContext> {
+    let files = list(data_dir, &options)?;
+    session_over(data_dir, &options, &files, Users::Events).await
+}
+
+/// The files a session over `data_dir` with `options` reads, per table: those within its scope,
+/// less the half-written flush batches (and the damaged files, with `--skip-corrupt`). Fails
+/// as [`session_with`] does on a directory without tables.
+pub(crate) fn list(data_dir: &Path, options: &ReadOptions) -> Result<Files> {
     if !data_dir.is_dir() {
         return Err(Error::NoData {
             path: data_dir.to_path_buf(),
@@ -57,17 +65,7 @@ pub async fn session_with(data_dir: &Path, options: ReadOptions) -> Result<Sessi
                 .into(),
         });
     }
-    let ctx = options.engine.context()?;
     let store = Store::scan(data_dir, options.skip_corrupt, &options.scope)?;
-    for (name, _, schema) in tables(data_dir) {
-        let mut provider = listing(name, &store.files[name], schema)?;
-        if Table::EVENTS.iter().any(|t| t.name() == name) {
-            provider = options.scope.window(&ctx, name, provider)?;
-        }
-        ctx.register_table(name, provider)
-            .map_err(Error::query(name))?;
-    }
-    crate::read::register_views(&ctx).await?;
     let found = Table::EVENTS
         .iter()
         .any(|t| store.present.contains(t.name()));
@@ -77,6 +75,42 @@ pub async fn session_with(data_dir: &Path, options: ReadOptions) -> Result<Sessi
             message: "no Parquet tables under it (expected requests/, business/, exposures/); run `shiftright ingest --out` there first".into(),
         });
     }
+    Ok(store.files)
+}
+
+/// The files of each table a session reads.
+pub(crate) type Files = BTreeMap<&'static str, Vec<PathBuf>>;
+
+/// What a session's `analysis_users` is computed from.
+pub(crate) enum Users {
+    /// The events of its tables (`queries/analysis_users.sql`).
+    Events,
+    /// Users' states folded before (`read::fold`): `user_id` and `state` rows of this schema.
+    States(
+        arrow::datatypes::SchemaRef,
+        Vec<arrow::record_batch::RecordBatch>,
+    ),
+}
+
+/// A session over exactly `files` (a table without an entry is empty), with the analysis'
+/// views, `analysis_users` computed from `users`.
+pub(crate) async fn session_over(
+    data_dir: &Path,
+    options: &ReadOptions,
+    files: &Files,
+    users: Users,
+) -> Result<SessionContext> {
+    let ctx = options.engine.context()?;
+    for (name, _, schema) in tables(data_dir) {
+        let listed = files.get(name).map_or(&[][..], Vec::as_slice);
+        let mut provider = listing(name, listed, schema)?;
+        if Table::EVENTS.iter().any(|t| t.name() == name) {
+            provider = options.scope.window(&ctx, name, provider)?;
+        }
+        ctx.register_table(name, provider)
+            .map_err(Error::query(name))?;
+    }
+    crate::read::register_views(&ctx, users).await?;
     Ok(ctx)
 }
 

@@ -152,7 +152,9 @@ pub(super) async fn session(
     for (events, table) in tables {
         register(&ctx, table, events, partitions);
     }
-    super::register_views(&ctx).await.unwrap();
+    super::register_views(&ctx, super::tables::Users::Events)
+        .await
+        .unwrap();
     ctx
 }
 

@@ -102,15 +102,77 @@ fn fingerprint(event_id: &str) -> u64 {
     hasher().hash_one(event_id.as_bytes())
 }
 
+/// What the aggregate reads and what it gives. The analysis is [`Form::EventsToRows`]; the
+/// other three split it at the user's state (its events as bytes, the same state DataFusion
+/// spills and merges), so that a live server can fold each new file into the states it kept
+/// and emit the rows of every user without reading the old files again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// `user_experiments(…13 arguments)`: events in, the user's `analysis_users` rows out.
+    EventsToRows,
+    /// `user_experiments_state(…13 arguments)`: events in, the user's state out (Binary).
+    EventsToState,
+    /// `user_experiments_merge(state)`: states in, one merged state out.
+    StatesToState,
+    /// `user_experiments_of_states(state)`: states in, the user's rows out.
+    StatesToRows,
+}
+
+impl Form {
+    /// Every form.
+    pub const ALL: [Form; 4] = [
+        Form::EventsToRows,
+        Form::EventsToState,
+        Form::StatesToState,
+        Form::StatesToRows,
+    ];
+
+    /// The function's SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::EventsToRows => NAME,
+            Form::EventsToState => "user_experiments_state",
+            Form::StatesToState => "user_experiments_merge",
+            Form::StatesToRows => "user_experiments_of_states",
+        }
+    }
+
+    fn reads_states(self) -> bool {
+        matches!(self, Form::StatesToState | Form::StatesToRows)
+    }
+
+    fn emits_state(self) -> bool {
+        matches!(self, Form::EventsToState | Form::StatesToState)
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct UserExperimentsUdaf {
     signature: Signature,
+    form: Form,
 }
 
 impl Default for UserExperimentsUdaf {
     fn default() -> Self {
-        UserExperimentsUdaf {
-            signature: Signature::any(ARGUMENTS.len(), Volatility::Immutable),
+        UserExperimentsUdaf::of(Form::EventsToRows)
+    }
+}
+
+impl UserExperimentsUdaf {
+    /// The function of `form`.
+    pub fn of(form: Form) -> Self {
+        let signature = if form.reads_states() {
+            Signature::exact(vec![DataType::Binary], Volatility::Immutable)
+        } else {
+            Signature::any(ARGUMENTS.len(), Volatility::Immutable)
+        };
+        UserExperimentsUdaf { signature, form }
+    }
+
+    fn groups(&self) -> UserGroups {
+        UserGroups {
+            form: self.form,
+            ..UserGroups::default()
         }
     }
 }
@@ -165,7 +227,7 @@ pub(super) fn return_type() -> DataType {
 
 impl AggregateUDFImpl for UserExperimentsUdaf {
     fn name(&self) -> &str {
-        NAME
+        self.form.name()
     }
 
     fn signature(&self) -> &Signature {
@@ -173,7 +235,11 @@ impl AggregateUDFImpl for UserExperimentsUdaf {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> DFResult<DataType> {
-        Ok(return_type())
+        Ok(if self.form.emits_state() {
+            DataType::Binary
+        } else {
+            return_type()
+        })
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DFResult<Vec<FieldRef>> {
@@ -185,7 +251,7 @@ impl AggregateUDFImpl for UserExperimentsUdaf {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> DFResult<Box<dyn Accumulator>> {
-        Ok(Box::new(OneGroup(UserGroups::default())))
+        Ok(Box::new(OneGroup(self.groups())))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -196,17 +262,30 @@ impl AggregateUDFImpl for UserExperimentsUdaf {
         &self,
         _args: AccumulatorArgs,
     ) -> DFResult<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(UserGroups::default()))
+        Ok(Box::new(self.groups()))
     }
 }
 
 /// Every user of one aggregate partition.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UserGroups {
+    /// What the function reads and gives.
+    form: Form,
     names: Interner,
     users: Vec<User>,
     /// What `users` hold and may emit.
     tally: Tally,
+}
+
+impl Default for UserGroups {
+    fn default() -> Self {
+        UserGroups {
+            form: Form::EventsToRows,
+            names: Interner::default(),
+            users: Vec::new(),
+            tally: Tally::default(),
+        }
+    }
 }
 
 /// The last name interned from one string column of a batch: rows of one experiment, variant or
@@ -275,6 +354,27 @@ impl UserGroups {
     }
 
     /// Merges a decoded user into group `g`, re-interning its strings.
+    /// Merges the states of `values[0]` (Binary, one user's each) into their groups: the
+    /// aggregate's own merge, and the update of the forms that read states.
+    fn merge_states(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> DFResult<()> {
+        self.users.resize_with(total_num_groups, User::default);
+        let states = binary(&values[0])?;
+        for (i, &g) in group_indices.iter().enumerate() {
+            if states.is_null(i) || !selected(opt_filter, i) {
+                continue;
+            }
+            self.merge_user(g, states.value(i))
+                .ok_or_else(|| bad_state(self.form.name()))?;
+        }
+        Ok(())
+    }
+
     fn merge_user(&mut self, g: usize, bytes: &[u8]) -> Option<()> {
         let mut r = Reader::new(bytes);
         for _ in 0..r.u32()? {
@@ -352,6 +452,9 @@ impl GroupsAccumulator for UserGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> DFResult<()> {
+        if self.form.reads_states() {
+            return self.merge_states(values, group_indices, opt_filter, total_num_groups);
+        }
         if values.len() != ARGUMENTS.len() {
             return exec_err!(
                 "{NAME} takes {} arguments: {}",
@@ -449,6 +552,10 @@ impl GroupsAccumulator for UserGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> DFResult<ArrayRef> {
+        if self.form.emits_state() {
+            let mut state = self.state(emit_to)?;
+            return Ok(state.remove(0));
+        }
         let users = self.emit_users(emit_to);
         let mut bound = OutputBound::default();
         for user in &users {
@@ -475,16 +582,7 @@ impl GroupsAccumulator for UserGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> DFResult<()> {
-        self.users.resize_with(total_num_groups, User::default);
-        let states = binary(&values[0])?;
-        for (i, &g) in group_indices.iter().enumerate() {
-            if states.is_null(i) {
-                continue;
-            }
-            self.merge_user(g, states.value(i))
-                .ok_or_else(|| bad_state(NAME))?;
-        }
-        Ok(())
+        self.merge_states(values, group_indices, None, total_num_groups)
     }
 
     fn convert_to_state(
@@ -492,7 +590,11 @@ impl GroupsAccumulator for UserGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> DFResult<Vec<ArrayRef>> {
-        state_per_row(UserGroups::default(), values, opt_filter)
+        let groups = UserGroups {
+            form: self.form,
+            ..UserGroups::default()
+        };
+        state_per_row(groups, values, opt_filter)
     }
 
     fn size(&self) -> usize {

@@ -12,7 +12,7 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use proptest::prelude::*;
 
 use super::user::{OutputBound, User};
-use super::UserGroups;
+use super::{Form, UserGroups};
 
 /// (user, source, experiment, variant, synthetic, latency, endpoint, region, kind, event id)
 type Event = (usize, i64, u8, u8, bool, f64, u8, u8, u8, u16);
@@ -177,5 +177,52 @@ proptest! {
         let mut merged_rows = rows_of(&merged_all);
         merged_rows.sort();
         prop_assert_eq!(direct_rows, merged_rows);
+    }
+}
+
+/// An accumulator of `form`.
+fn of_form(form: Form) -> UserGroups {
+    UserGroups {
+        form,
+        ..UserGroups::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// What a live server does with two files: each one's events to states, the states merged
+    /// into one per user, and the rows emitted from those, equal the rows of the events at once;
+    /// a resent copy in the second file is still counted once.
+    #[test]
+    fn states_folded_file_by_file_give_the_rows_of_all_events(
+        first in prop::collection::vec(event(), 0..400),
+        second in prop::collection::vec(event(), 0..400),
+    ) {
+        let users = 24;
+        let all_groups: Vec<usize> = (0..users).collect();
+        let mut direct = UserGroups::default();
+        let mut states: Vec<ArrayRef> = Vec::new();
+        for events in [&first, &second] {
+            let (columns, groups) = arguments(events);
+            direct.update_batch(&columns, &groups, None, users).unwrap();
+            let mut to_state = of_form(Form::EventsToState);
+            to_state.update_batch(&columns, &groups, None, users).unwrap();
+            let state = to_state.evaluate(EmitTo::All).unwrap();
+            prop_assert_eq!(state.data_type(), &arrow::datatypes::DataType::Binary);
+            states.push(state);
+        }
+        let mut merge = of_form(Form::StatesToState);
+        for state in &states {
+            merge.update_batch(std::slice::from_ref(state), &all_groups, None, users).unwrap();
+        }
+        let merged = merge.evaluate(EmitTo::All).unwrap();
+        let mut rows = of_form(Form::StatesToRows);
+        rows.update_batch(&[merged], &all_groups, None, users).unwrap();
+        assert_tally_is_exact(&rows);
+        let mut folded = rows_of(&emit_within_bound(&mut rows, EmitTo::All));
+        folded.sort();
+        let mut expected = rows_of(&direct.evaluate(EmitTo::All).unwrap());
+        expected.sort();
+        prop_assert_eq!(folded, expected);
     }
 }
