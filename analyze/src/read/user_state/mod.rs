@@ -353,7 +353,6 @@ impl UserGroups {
         taken
     }
 
-    /// Merges a decoded user into group `g`, re-interning its strings.
     /// Merges the states of `values[0]` (Binary, one user's each) into their groups: the
     /// aggregate's own merge, and the update of the forms that read states.
     fn merge_states(
@@ -375,6 +374,7 @@ impl UserGroups {
         Ok(())
     }
 
+    /// Merges a decoded user into group `g`, re-interning its strings.
     fn merge_user(&mut self, g: usize, bytes: &[u8]) -> Option<()> {
         let mut r = Reader::new(bytes);
         for _ in 0..r.u32()? {
