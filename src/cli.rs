@@ -50,6 +50,10 @@ pub enum Command {
     /// Run SQL over the Parquet tables (requests, business, exposures, dead_letters) and the
     /// results history (results, decisions); named queries are documented in queries/README.md.
     Query(QueryArgs),
+    /// Merge the ingest's small files into large ones and remove dates past a retention horizon;
+    /// safe while the ingest runs and after a crash at any point. Run it every hour or so (cron,
+    /// a Kubernetes CronJob).
+    Compact(CompactArgs),
     /// Generate a reproducible traffic scenario to Kafka or to JSON-lines files.
     Generate(GenerateArgs),
     /// Run the whole pipeline on an embedded broker: a bad canary (ROLLBACK) and a healthy one.
@@ -272,6 +276,42 @@ pub struct ProduceArgs {
     /// Use this JSON field of each line as the message key (e.g. user_id, as producers should).
     #[arg(long, default_value = "user_id")]
     pub key_field: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The ingest's output root (its --out).
+    #[arg(long, env = "SHIFTRIGHT_DATA")]
+    pub data: PathBuf,
+    /// Merge only files at least this old (e.g. 1h, 30m): fresh files are few and cheap to read,
+    /// and merging files still arriving would be redone.
+    #[arg(long, env = "SHIFTRIGHT_COMPACT_OLDER_THAN", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub older_than: Duration,
+    /// The size merged files aim at (e.g. 256MiB, 1GiB); files this large are left as they are.
+    #[arg(long, env = "SHIFTRIGHT_COMPACT_TARGET_SIZE", default_value = "256MiB", value_parser = shiftright_analyze::read::engine::parse_bytes)]
+    pub target_size: u64,
+    /// Also remove every date older than this (e.g. 30d, 90d) from the event tables and the dead
+    /// letters, before merging; default: keep everything.
+    #[arg(long, env = "SHIFTRIGHT_RETAIN", value_parser = humantime::parse_duration)]
+    pub retain: Option<Duration>,
+    /// Print what would be merged and removed; change nothing.
+    #[arg(long, env = "SHIFTRIGHT_COMPACT_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+/// The librdkafka properties of every Kafka client a command makes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KafkaArgs {
+    /// Extra librdkafka property, key=value (repeatable; `;`-separated in the environment
+    /// variable), applied last to every Kafka client the command makes: for a secure broker e.g.
+    /// security.protocol=sasl_ssl, sasl.mechanism=PLAIN, sasl.username=..., sasl.password=...,
+    /// ssl.ca.location=/etc/kafka/ca.pem. The ingest gives them to its consumer and its dead-letter
+    /// producer alike (and they can change its prefetch cap, queued.max.messages.kbytes, default
+    /// 32768); serve to its decisions producer.
+    #[arg(long = "kafka-option", env = "SHIFTRIGHT_KAFKA_OPTIONS", value_delimiter = ';', value_parser = parse_key_value)]
+    pub kafka_options: Vec<(String, String)>,
 }
 
 /// Topic names, shared by ingest and generate.
@@ -337,10 +377,10 @@ pub struct IngestArgs {
     /// partition was stopped after an offset reset.
     #[arg(long, env = "SHIFTRIGHT_IDLE_EXIT", value_parser = humantime::parse_duration)]
     pub idle_exit: Option<Duration>,
-    /// Extra librdkafka consumer property, key=value (repeatable), e.g. security.protocol=ssl; applied
-    /// last, so it can also change the prefetch cap (queued.max.messages.kbytes, default 32768).
-    #[arg(long = "kafka-option", env = "SHIFTRIGHT_KAFKA_OPTIONS", value_delimiter = ';', value_parser = parse_key_value)]
-    pub kafka_options: Vec<(String, String)>,
+    // Applied to the consumer and to the dead-letter producer alike; can also change the consumer's
+    // prefetch cap (queued.max.messages.kbytes, default 32768).
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Also send every dead letter to this Kafka topic (payload as sent; reason, detail and source
     /// topic/partition/offset in headers), at least once, before it is written to Parquet.
     #[arg(long, env = "SHIFTRIGHT_DEAD_LETTER_TOPIC")]
@@ -581,9 +621,8 @@ pub struct GenerateArgs {
     pub out_dir: Option<PathBuf>,
     #[command(flatten)]
     pub topics: TopicArgs,
-    /// Extra librdkafka producer property, key=value (repeatable).
-    #[arg(long = "kafka-option", value_parser = parse_key_value)]
-    pub kafka_options: Vec<(String, String)>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 #[derive(Debug, Args)]

@@ -12,9 +12,9 @@ use shiftright_traffic::{EmbeddedBroker, JsonLinesSink, KafkaSink, Scenario, Top
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AnalyzeArgs, BrokerArgs, ExecutorArgs, FailOn, GenerateArgs, IngestArgs, MethodArg, Preset,
-    ProduceArgs, QueryArgs, QueryFormatArg, ReadArgs, ReportArgs, ReportFormatArg, SchedulerArgs,
-    SimulateArgs, SimulateFormatArg, TopicArgs,
+    AnalyzeArgs, BrokerArgs, CompactArgs, ExecutorArgs, FailOn, GenerateArgs, IngestArgs,
+    MethodArg, Preset, ProduceArgs, QueryArgs, QueryFormatArg, ReadArgs, ReportArgs,
+    ReportFormatArg, SchedulerArgs, SimulateArgs, SimulateFormatArg, TopicArgs,
 };
 
 impl TopicArgs {
@@ -42,7 +42,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     config.max_event_future = args.max_event_future;
     config.synthetic_prefixes = args.synthetic_prefixes;
     config.idle_exit = args.idle_exit;
-    config.kafka_options = args.kafka_options;
+    config.kafka_options = args.kafka.kafka_options;
     config.metrics_addr = args.metrics_addr.0;
     config.dead_letter_topic = args.dead_letter_topic;
     config.accept_offset_reset = args.accept_offset_reset;
@@ -337,7 +337,7 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<u8> {
                 .brokers
                 .as_deref()
                 .context("--brokers or --out-dir is required")?;
-            let sink = KafkaSink::new(brokers, topics, &args.kafka_options)?;
+            let sink = KafkaSink::new(brokers, topics, &args.kafka.kafka_options)?;
             let summary = shiftright_traffic::generate(&scenario, now, &mut |m| sink.send(&m))?;
             sink.finish(Duration::from_secs(120))?;
             Ok(summary)
@@ -348,6 +348,86 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<u8> {
         "generated {} messages: {} requests, {} business, {} exposures, {} malformed, {} duplicates",
         summary.messages, summary.requests, summary.business, summary.exposures, summary.malformed, summary.duplicates
     );
+    Ok(0)
+}
+
+pub async fn compact(args: CompactArgs) -> anyhow::Result<u8> {
+    use shiftright_ingest::compact::{compact, CompactOptions};
+    let dry = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let (retained, compacted) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let retained = match args.retain {
+            Some(retain) => {
+                let horizon = chrono::Utc::now()
+                    - chrono::Duration::from_std(retain).context("--retain is too long")?;
+                let horizon = horizon.format("%Y-%m-%d").to_string();
+                let summary = shiftright_ingest::retain::retain(&args.data, &horizon, args.dry_run)
+                    .with_context(|| {
+                        format!(
+                            "removing the dates of {} before {horizon}",
+                            args.data.display()
+                        )
+                    })?;
+                Some((horizon, summary))
+            }
+            None => None,
+        };
+        let options = CompactOptions {
+            older_than: args.older_than,
+            target_bytes: args.target_size,
+            dry_run: args.dry_run,
+        };
+        let compacted = compact(&args.data, &options)
+            .with_context(|| format!("compacting {}", args.data.display()))?;
+        Ok((retained, compacted))
+    })
+    .await??;
+    if let Some((horizon, r)) = retained {
+        println!(
+            "retention: {dry} {} file(s), {} bytes, dates before {horizon}{}",
+            r.files,
+            r.bytes,
+            if r.dates.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.dates.join(", "))
+            }
+        );
+        if r.kept > 0 {
+            println!(
+                "retention: kept {} file(s) past the horizon whose flush batches also wrote to later dates (removed once those dates go)",
+                r.kept
+            );
+        }
+    }
+    let merge = if compacted.written == 0 {
+        "nothing to merge".to_string()
+    } else if args.dry_run {
+        format!(
+            "would merge {} file(s) ({} bytes) into {} in {} director(ies)",
+            compacted.merged, compacted.bytes_before, compacted.written, compacted.directories
+        )
+    } else {
+        format!(
+            "merged {} file(s) ({} bytes) into {} ({} bytes, {} rows) in {} director(ies)",
+            compacted.merged,
+            compacted.bytes_before,
+            compacted.written,
+            compacted.bytes_after,
+            compacted.rows,
+            compacted.directories
+        )
+    };
+    println!("compaction: {merge}");
+    if compacted.superseded_removed + compacted.temporary_removed > 0 {
+        println!(
+            "compaction: removed {} file(s) an interrupted compaction had merged already and {} temporary file(s)",
+            compacted.superseded_removed, compacted.temporary_removed
+        );
+    }
     Ok(0)
 }
 
@@ -379,7 +459,8 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("opening {}", args.file.display()))?;
             Box::new(std::io::BufReader::new(file))
         };
-        let sink = shiftright_traffic::RawSink::new(&args.brokers)?;
+        let sink =
+            shiftright_traffic::RawSink::with_options(&args.brokers, &args.kafka.kafka_options)?;
         let mut sent = 0;
         for (number, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("reading line {}", number + 1))?;

@@ -31,7 +31,7 @@ impl DecisionArgs {
             brokers: self.brokers.clone()?,
             topic: self.decisions_topic.clone()?,
             heartbeat: self.heartbeat,
-            kafka_options: self.kafka_options.clone(),
+            kafka_options: self.kafka.kafka_options.clone(),
         })
     }
 }

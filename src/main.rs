@@ -48,6 +48,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Analyze(args) => commands::analyze(args).await,
         Command::Report(args) => commands::report(args).await,
         Command::Query(args) => commands::query(args).await,
+        Command::Compact(args) => commands::compact(args).await,
         Command::Generate(args) => commands::generate(args).await,
         Command::Demo(args) => demo::run(args, shutdown).await,
         Command::Broker(args) => commands::broker(args, shutdown).await,

@@ -13,6 +13,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
+use shiftright_schemas::kafka;
 
 use crate::buffer::TopicPartition;
 use crate::config::IngestConfig;
@@ -164,24 +165,32 @@ impl ConsumerContext for IngestContext {
     }
 }
 
+/// The consumer's librdkafka configuration: its own settings, then the user's `--kafka-option`s
+/// (see `shiftright_schemas::kafka`).
+pub fn consumer_config(config: &IngestConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.extend(kafka::client_properties(
+        &config.brokers,
+        "shiftright-ingest",
+        &[
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("partition.assignment.strategy", "range,roundrobin"),
+            ("session.timeout.ms", "10000"),
+            // librdkafka's own prefetch is part of the memory budget: bound it.
+            ("queued.max.messages.kbytes", "32768"),
+            ("statistics.interval.ms", "5000"),
+        ],
+        &config.kafka_options,
+    ));
+    client
+}
+
 /// Creates the consumer and subscribes it to the three event topics.
 pub fn create_consumer(config: &IngestConfig, stats: Arc<IngestStats>) -> Result<IngestConsumer> {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range,roundrobin")
-        .set("session.timeout.ms", "10000")
-        // librdkafka's own prefetch is part of the memory budget: bound it.
-        .set("queued.max.messages.kbytes", "32768")
-        .set("client.id", "shiftright-ingest")
-        .set("statistics.interval.ms", "5000");
-    for (key, value) in &config.kafka_options {
-        client.set(key, value);
-    }
+    let client = consumer_config(config);
     let context = IngestContext {
         out_dir: config.out_dir.clone(),
         events: Mutex::new(Vec::new()),
@@ -201,4 +210,35 @@ pub fn create_consumer(config: &IngestConfig, stats: Arc<IngestStats>) -> Result
             source,
         })?;
     Ok(consumer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dead_letters::DeadLetterForwarder;
+
+    /// Both clients of the ingest take the user's options, so a broker that requires TLS and SASL
+    /// is reached by the dead-letter producer as well as by the consumer.
+    #[test]
+    fn the_consumer_and_the_dead_letter_producer_take_the_same_secure_options() {
+        let mut config = IngestConfig::new("broker:9093", "/tmp/out");
+        config.kafka_options = vec![
+            ("security.protocol".into(), "sasl_ssl".into()),
+            ("sasl.mechanism".into(), "PLAIN".into()),
+            ("ssl.ca.location".into(), "/etc/kafka/ca.pem".into()),
+            ("queued.max.messages.kbytes".into(), "1024".into()),
+        ];
+        let consumer = consumer_config(&config);
+        let producer = DeadLetterForwarder::client_config(&config.brokers, &config.kafka_options);
+        for client in [&consumer, &producer] {
+            assert_eq!(client.get("bootstrap.servers"), Some("broker:9093"));
+            assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(client.get("sasl.mechanism"), Some("PLAIN"));
+            assert_eq!(client.get("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+        }
+        assert_eq!(consumer.get("queued.max.messages.kbytes"), Some("1024"));
+        assert_eq!(consumer.get("group.id"), Some("shiftright-ingest"));
+        assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
+        assert_eq!(producer.get("client.id"), Some("shiftright-dead-letters"));
+    }
 }

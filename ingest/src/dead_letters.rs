@@ -108,12 +108,10 @@ impl std::fmt::Debug for DeadLetterForwarder {
 }
 
 impl DeadLetterForwarder {
-    /// A producer for `topic` on `brokers`, with the ingest's extra Kafka options that apply.
-    pub fn new(brokers: &str, topic: &str) -> Result<Self> {
-        let producer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("message.timeout.ms", "30000")
-            .set("client.id", "shiftright-dead-letters")
+    /// A producer for `topic` on `brokers`, with the ingest's `--kafka-option`s (TLS, SASL: the
+    /// same as its consumer's, so it reaches the same secure broker).
+    pub fn new(brokers: &str, topic: &str, options: &[(String, String)]) -> Result<Self> {
+        let producer = Self::client_config(brokers, options)
             .create()
             .map_err(|source| Error::Kafka {
                 context: format!("creating the dead-letter producer for {brokers}"),
@@ -123,6 +121,18 @@ impl DeadLetterForwarder {
             producer,
             topic: topic.to_string(),
         })
+    }
+
+    /// The producer's librdkafka configuration (see `shiftright_schemas::kafka`).
+    pub fn client_config(brokers: &str, options: &[(String, String)]) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config.extend(shiftright_schemas::kafka::client_properties(
+            brokers,
+            "shiftright-dead-letters",
+            &[("message.timeout.ms", "30000")],
+            options,
+        ));
+        config
     }
 
     /// Sends `letters` and waits until every one is acknowledged.

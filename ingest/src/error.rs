@@ -69,6 +69,15 @@ pub enum Error {
         /// The group holding it.
         group: String,
     },
+    /// `compact` was pointed at something that is not an ingest output.
+    #[error("{} is not a directory; pass the --out of `shiftright ingest`", .0.display())]
+    NotAnOutput(PathBuf),
+    /// Another `shiftright compact` works on the same output.
+    #[error("{} is being compacted by another `shiftright compact` right now; wait for it to finish (two would merge the same files)", out.display())]
+    CompactionRunning {
+        /// The output directory.
+        out: PathBuf,
+    },
     /// Partitions were stopped because their log went below the durable offsets.
     #[error("stopped {} partition(s) whose Kafka log was reset: {partitions}; nothing was written past the reset. If the topic was recreated or the broker lost its log on purpose, run again with --accept-offset-reset to read the new log into a new offset epoch (old files are kept)", count)]
     OffsetReset {

@@ -16,13 +16,16 @@
 //!   reads them again from the durable offset;
 //! - a partition whose Kafka log went below its durable offsets (a topic recreated, a broker that
 //!   lost its log) is stopped, never silently skipped (`continuity`);
-//! - one ingest group at a time writes to an output directory (`lock`).
+//! - one ingest group at a time writes to an output directory (`lock`);
+//! - `compact` merges small files and `retain` removes old dates without ever splitting what
+//!   readers and recovery count as one batch.
 //!
 //! Duplicates *sent by producers* (a retry resending an `event_id`) are not removed here; the
 //! analysis counts each `event_id` once.
 
 pub mod buffer;
 pub mod columns;
+pub mod compact;
 pub mod config;
 pub mod consumer;
 pub mod continuity;
@@ -34,7 +37,9 @@ pub mod lock;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod retain;
 pub mod stats;
+mod stored;
 pub mod writer;
 
 pub use config::IngestConfig;

@@ -9,11 +9,14 @@
 //! - a complete batch whose footers do not check out (truncated, not Parquet, or recording other
 //!   offsets than their names) is moved whole to `OUT/_quarantine/` (same relative paths, kept for
 //!   inspection) and its rows read again, so a damaged file is never trusted as progress;
-//! - temporary files a crash left behind are removed.
+//! - temporary files a crash left behind are removed;
+//! - a batch that lacks files because `shiftright compact` merged them is complete (its range lies
+//!   within a compacted file's), and a compacted file is a sound batch of one file.
 
 use std::path::{Path, PathBuf};
 
 use shiftright_schemas::batch::BatchId;
+use shiftright_schemas::coverage::Coverage;
 use shiftright_schemas::{BatchFile, Table};
 
 use crate::error::{Error, Result};
@@ -48,12 +51,7 @@ pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<
     let mut files: Vec<(BatchFile, PathBuf)> = Vec::new();
     let temp_suffix = format!("-{topic}.parquet.tmp");
     let temp_prefix = format!(".p{partition:05}");
-    for table in [
-        Table::Requests,
-        Table::Business,
-        Table::Exposures,
-        Table::DeadLetters,
-    ] {
+    for table in Table::WRITTEN {
         let root = out_dir.join(table.dir_name());
         walk(&root, &mut |path, name| {
             if name.starts_with(&temp_prefix) && name.ends_with(&temp_suffix) {
@@ -78,6 +76,9 @@ pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<
             .cmp(&(a.0.epoch, a.0.last_offset, a.0.first_offset))
             .then(a.0.index.cmp(&b.0.index))
     });
+    // Batches whose files in some directory a compaction merged: complete, though files are
+    // missing (`shiftright_schemas::coverage`).
+    let coverage = Coverage::of(files.iter().map(|(f, _)| f));
     let mut recovery = Recovery::default();
     // The newest epoch with a batch removed or quarantined, and the start of its oldest such
     // batch: with no sound batch of that epoch before it, reading resumes there (the group's
@@ -95,7 +96,8 @@ pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<
         let members: Vec<(BatchFile, PathBuf)> = files.drain(..batch_len).collect();
         let mut indexes: Vec<usize> = members.iter().map(|(f, _)| f.index).collect();
         indexes.dedup();
-        if indexes.len() != count || members.iter().any(|(f, _)| f.count != count) {
+        let incomplete = indexes.len() != count || members.iter().any(|(f, _)| f.count != count);
+        if incomplete && !coverage.covers(&batch) {
             for (_, path) in &members {
                 tracing::warn!(
                     path = %path.display(), topic, partition, first = batch.first_offset, last = batch.last_offset,
@@ -177,7 +179,7 @@ fn quarantine(out_dir: &Path, path: &Path) -> Result<PathBuf> {
 }
 
 /// Calls `visit` on every file below `dir` (missing directories are empty).
-fn walk(dir: &Path, visit: &mut dyn FnMut(&Path, &str) -> Result<()>) -> Result<()> {
+pub(crate) fn walk(dir: &Path, visit: &mut dyn FnMut(&Path, &str) -> Result<()>) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -211,6 +213,7 @@ mod tests {
             last_offset: last,
             index,
             count,
+            compacted: false,
         }
     }
 

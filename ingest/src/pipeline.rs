@@ -103,7 +103,11 @@ pub async fn run(
         out = %config.out_dir.display(), "ingest started"
     );
     let forwarder = match &config.dead_letter_topic {
-        Some(topic) => Some(DeadLetterForwarder::new(&config.brokers, topic)?),
+        Some(topic) => Some(DeadLetterForwarder::new(
+            &config.brokers,
+            topic,
+            &config.kafka_options,
+        )?),
         None => None,
     };
     let mut pipeline = Pipeline {

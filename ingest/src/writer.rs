@@ -74,6 +74,7 @@ pub fn write_batch(out_dir: &Path, buffer: &PartitionBuffer) -> Result<FlushOutc
             last_offset: buffer.last_offset,
             index: i + 1,
             count,
+            compacted: false,
         };
         create_dir_durably(dir)?;
         let temp = dir.join(file.temp_name());

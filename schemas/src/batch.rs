@@ -7,6 +7,11 @@
 //! `p<p:05>-<first:020>-<last:020>-<i>of<n>-<topic>.parquet`, or
 //! `p<p:05>e<epoch>-…` in offset epoch 1 and later (see [`BatchFile::epoch`]). The same facts are
 //! in each file's key-value metadata, with a fingerprint of the batch's last message.
+//!
+//! `shiftright compact` merges a partition's files of one directory into
+//! `p<p:05>[e<epoch>]-<first:020>-<last:020>-compacted-<topic>.parquet`: a batch of one file whose
+//! offset range covers every file it replaced (see `coverage` for what that means to readers and
+//! to recovery).
 
 use std::path::Path;
 
@@ -31,6 +36,9 @@ pub mod file_metadata {
     pub const LAST_MESSAGE: &str = "shiftright.last_message";
 }
 
+/// What a compacted file's name has in place of `<i>of<n>`.
+const COMPACTED: &str = "compacted";
+
 /// The longest topic name the ingest accepts: with the rest of a batch file's name (and the
 /// temporary name's dot and `.tmp`) it stays within the 255-byte name limit of common filesystems.
 pub const MAX_TOPIC_BYTES: usize = 160;
@@ -54,6 +62,9 @@ pub struct BatchFile {
     pub index: usize,
     /// Number of files in the batch.
     pub count: usize,
+    /// Written by compaction: the merge of this partition's files of one directory whose offsets lie
+    /// in `first_offset..=last_offset` (index 1 of 1).
+    pub compacted: bool,
 }
 
 /// The batch a file belongs to: every file of a batch shares it.
@@ -88,9 +99,14 @@ impl BatchFile {
         } else {
             format!("e{}", self.epoch)
         };
+        let place = if self.compacted {
+            COMPACTED.to_string()
+        } else {
+            format!("{}of{}", self.index, self.count)
+        };
         format!(
-            "p{:05}{epoch}-{:020}-{:020}-{}of{}-{}.parquet",
-            self.partition, self.first_offset, self.last_offset, self.index, self.count, self.topic
+            "p{:05}{epoch}-{:020}-{:020}-{place}-{}.parquet",
+            self.partition, self.first_offset, self.last_offset, self.topic
         )
     }
 
@@ -111,7 +127,13 @@ impl BatchFile {
         };
         let first_offset = parts.next()?.parse().ok()?;
         let last_offset = parts.next()?.parse().ok()?;
-        let (index, count) = parts.next()?.split_once("of")?;
+        let place = parts.next()?;
+        let (index, count, compacted) = if place == COMPACTED {
+            (1, 1, true)
+        } else {
+            let (index, count) = place.split_once("of")?;
+            (index.parse().ok()?, count.parse().ok()?, false)
+        };
         let topic = parts.next()?.to_string();
         let file = BatchFile {
             topic,
@@ -119,8 +141,9 @@ impl BatchFile {
             epoch,
             first_offset,
             last_offset,
-            index: index.parse().ok()?,
-            count: count.parse().ok()?,
+            index,
+            count,
+            compacted,
         };
         (file.index >= 1 && file.index <= file.count && file.first_offset <= file.last_offset)
             .then_some(file)
@@ -244,6 +267,7 @@ mod tests {
             last_offset: 99,
             index: 2,
             count: 3,
+            compacted: false,
         }
     }
 
@@ -262,6 +286,17 @@ mod tests {
         assert_eq!(BatchFile::parse("part-0.parquet"), None);
         assert_eq!(BatchFile::parse("p00003e0-1-2-1of1-t.parquet"), None);
         assert_eq!(BatchFile::parse("p00003-1-2-3of2-t.parquet"), None);
+        let merged = BatchFile {
+            index: 1,
+            count: 1,
+            compacted: true,
+            ..file(1)
+        };
+        assert_eq!(
+            merged.file_name(),
+            "p00003e1-00000000000000000010-00000000000000000099-compacted-my-topic.v2.parquet"
+        );
+        assert_eq!(BatchFile::parse(&merged.file_name()), Some(merged));
     }
 
     #[test]
@@ -274,6 +309,7 @@ mod tests {
             last_offset: i64::MAX,
             index: 99_999,
             count: 99_999,
+            compacted: false,
         };
         assert!(f.temp_name().len() <= 255, "{}", f.temp_name().len());
     }

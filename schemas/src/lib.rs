@@ -39,7 +39,9 @@ pub mod keys;
 pub use keys::{file_stem, key_hash, partition_value, NO_EXPERIMENT_PARTITION};
 
 pub mod batch;
+pub mod coverage;
 pub mod history;
+pub mod kafka;
 pub use batch::{file_metadata, BatchFile};
 pub use history::HistoryTable;
 
@@ -59,6 +61,14 @@ pub enum Table {
 impl Table {
     /// The three event tables, in the order their topics are usually listed.
     pub const EVENTS: [Table; 3] = [Table::Requests, Table::Business, Table::Exposures];
+
+    /// Every table the ingest writes: the event tables, then the dead letters.
+    pub const WRITTEN: [Table; 4] = [
+        Table::Requests,
+        Table::Business,
+        Table::Exposures,
+        Table::DeadLetters,
+    ];
 
     /// Name of the table in SQL, and of its directory under the output root.
     pub fn name(self) -> &'static str {

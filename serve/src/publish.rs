@@ -51,16 +51,7 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     /// An idempotent producer for `config.topic`.
     pub fn new(config: &PublishConfig) -> Result<Publisher> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "30000")
-            .set("client.id", "shiftright-decisions");
-        for (k, v) in &config.kafka_options {
-            client.set(k, v);
-        }
+        let client = Self::client_config(config);
         let producer = client.create().map_err(|source| Error::Kafka {
             context: format!("creating the decisions producer for {}", config.brokers),
             source,
@@ -69,6 +60,23 @@ impl Publisher {
             producer,
             topic: config.topic.clone(),
         })
+    }
+
+    /// The producer's librdkafka configuration: idempotent, every replica acknowledging, then the
+    /// `--kafka-option`s (see `shiftright_schemas::kafka`).
+    pub fn client_config(config: &PublishConfig) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.extend(shiftright_schemas::kafka::client_properties(
+            &config.brokers,
+            "shiftright-decisions",
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("message.timeout.ms", "30000"),
+            ],
+            &config.kafka_options,
+        ));
+        client
     }
 
     /// Sends `decision` and waits for its acknowledgement.
@@ -120,5 +128,29 @@ pub async fn run(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decisions_producer_takes_the_secure_options_and_stays_idempotent() {
+        let config = PublishConfig {
+            brokers: "broker:9093".into(),
+            topic: "decisions".into(),
+            heartbeat: Duration::from_secs(30),
+            kafka_options: vec![
+                ("security.protocol".into(), "ssl".into()),
+                ("ssl.ca.location".into(), "/etc/kafka/ca.pem".into()),
+            ],
+        };
+        let client = Publisher::client_config(&config);
+        assert_eq!(client.get("bootstrap.servers"), Some("broker:9093"));
+        assert_eq!(client.get("security.protocol"), Some("ssl"));
+        assert_eq!(client.get("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+        assert_eq!(client.get("enable.idempotence"), Some("true"));
+        assert_eq!(client.get("acks"), Some("all"));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::{parse_key_value, MethodArg, ReadArgs};
+use super::{KafkaArgs, MethodArg, ReadArgs};
 
 /// What both commands evaluate, and how often.
 #[derive(Debug, Args)]
@@ -49,9 +49,9 @@ pub struct DecisionArgs {
     /// Time between heartbeats on the decisions topic.
     #[arg(long, env = "SHIFTRIGHT_HEARTBEAT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
-    /// Extra librdkafka producer property, key=value (repeatable), e.g. security.protocol=ssl.
-    #[arg(long = "kafka-option", env = "SHIFTRIGHT_KAFKA_OPTION", value_parser = parse_key_value)]
-    pub kafka_options: Vec<(String, String)>,
+    // Applied to the decisions producer.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 #[derive(Debug, Args)]

@@ -96,20 +96,28 @@ impl std::fmt::Debug for RawSink {
 impl RawSink {
     /// A producer for `brokers`; `options` are extra librdkafka properties applied last.
     pub fn with_options(brokers: &str, options: &[(String, String)]) -> Result<Self> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "5")
-            .set("queue.buffering.max.messages", "200000")
-            .set("message.timeout.ms", "60000")
-            .set("client.id", "shiftright-produce");
-        for (key, value) in options {
-            config.set(key, value);
-        }
+        let config = Self::client_config(brokers, options);
         let producer = config
             .create_with_context(DeliveryCounter::default())
             .map_err(|e| Error::Produce(format!("creating a producer for {brokers}: {e}")))?;
         Ok(RawSink { producer })
+    }
+
+    /// The producer's librdkafka configuration: its own settings, then `options` (see
+    /// `shiftright_schemas::kafka`).
+    pub fn client_config(brokers: &str, options: &[(String, String)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.extend(shiftright_schemas::kafka::client_properties(
+            brokers,
+            "shiftright-produce",
+            &[
+                ("linger.ms", "5"),
+                ("queue.buffering.max.messages", "200000"),
+                ("message.timeout.ms", "60000"),
+            ],
+            options,
+        ));
+        config
     }
 
     /// A producer with default settings.
@@ -283,4 +291,28 @@ pub fn produce_paced(
     })?;
     sink.finish(Duration::from_secs(120))?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `produce` and `generate` build their producer here, with the user's options last.
+    #[test]
+    fn the_event_producer_takes_the_secure_options() {
+        let options = vec![
+            (
+                "security.protocol".to_string(),
+                "sasl_plaintext".to_string(),
+            ),
+            ("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string()),
+            ("linger.ms".to_string(), "50".to_string()),
+        ];
+        let client = RawSink::client_config("broker:9093", &options);
+        assert_eq!(client.get("bootstrap.servers"), Some("broker:9093"));
+        assert_eq!(client.get("security.protocol"), Some("sasl_plaintext"));
+        assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(client.get("linger.ms"), Some("50"));
+        assert_eq!(client.get("message.timeout.ms"), Some("60000"));
+    }
 }

@@ -287,6 +287,7 @@ async fn exposure_files_from_before_weights_read_as_stage_zero() {
             last_offset: old.len() as i64 - 1,
             index: 1,
             count: 1,
+            compacted: false,
         }
         .file_name(),
     );

@@ -22,6 +22,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::SessionContext;
 use shiftright_schemas::batch::{read_footer, BatchId};
+use shiftright_schemas::coverage::{self, Coverage};
 use shiftright_schemas::{BatchFile, Table};
 
 use crate::error::{Error, Result};
@@ -180,15 +181,10 @@ pub fn explain_failure(data_dir: &Path, engine: &Engine, error: Error) -> Error 
 /// Every table of a session: name, directory and schema. The event tables and dead letters, then
 /// the results history.
 fn tables(data_dir: &Path) -> Vec<(&'static str, PathBuf, arrow::datatypes::SchemaRef)> {
-    let mut all: Vec<_> = [
-        Table::Requests,
-        Table::Business,
-        Table::Exposures,
-        Table::DeadLetters,
-    ]
-    .into_iter()
-    .map(|t| (t.name(), data_dir.join(t.dir_name()), t.schema()))
-    .collect();
+    let mut all: Vec<_> = Table::WRITTEN
+        .into_iter()
+        .map(|t| (t.name(), data_dir.join(t.dir_name()), t.schema()))
+        .collect();
     all.extend(
         HistoryTable::ALL
             .into_iter()
@@ -232,6 +228,13 @@ impl Store {
             if !found.is_empty() {
                 present.insert(table);
             }
+            // A compaction that crashed, or is running, may have left the files it merged beside
+            // the merge: their rows are in it (`coverage`).
+            let superseded = coverage::superseded(&found);
+            let found: Vec<PathBuf> = found
+                .into_iter()
+                .filter(|path| !superseded.contains(path))
+                .collect();
             files.insert(table, found);
         }
         let mut incomplete = incomplete_batches(files.values().flatten());
@@ -322,8 +325,10 @@ fn partitioned(table: &str) -> bool {
     Table::EVENTS.iter().any(|t| t.name() == table) || table == Table::DeadLetters.name()
 }
 
-/// The flush batches of which some files are among `paths` but not all.
-fn incomplete_batches<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> BTreeSet<BatchId> {
+/// The flush batches of which some files are among `paths` but not all, less those a compacted
+/// file among them covers (their missing files were merged into it).
+fn incomplete_batches<'a>(paths: impl Iterator<Item = &'a PathBuf> + Clone) -> BTreeSet<BatchId> {
+    let coverage = Coverage::of_paths(paths.clone());
     let mut batches: BTreeMap<BatchId, (usize, BTreeSet<usize>)> = BTreeMap::new();
     for path in paths {
         if let Some(batch) = batch_file(path) {
@@ -335,7 +340,7 @@ fn incomplete_batches<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> BTreeSet<
     }
     batches
         .into_iter()
-        .filter(|(_, (count, present))| present.len() < *count)
+        .filter(|(id, (count, present))| present.len() < *count && !coverage.covers(id))
         .map(|(id, _)| id)
         .collect()
 }

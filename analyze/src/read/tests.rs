@@ -573,6 +573,26 @@ pub(super) fn write_file(
     events: &[Event],
     (offset, index, count): (i64, usize, usize),
 ) {
+    let name = shiftright_schemas::BatchFile {
+        topic: table.name().into(),
+        partition: 0,
+        epoch: 0,
+        first_offset: offset,
+        last_offset: offset + 100,
+        index,
+        count,
+        compacted: false,
+    };
+    write_named(data, table, events, &name);
+}
+
+/// Writes `events` of `table` as the file `name`, in the ingest's layout.
+fn write_named(
+    data: &std::path::Path,
+    table: Table,
+    events: &[Event],
+    name: &shiftright_schemas::BatchFile,
+) {
     let date = chrono::DateTime::from_timestamp_millis(events[0].ts)
         .unwrap()
         .date_naive();
@@ -584,20 +604,82 @@ pub(super) fn write_file(
             shiftright_schemas::partition_value(Some(events[0].experiment))
         ));
     std::fs::create_dir_all(&dir).unwrap();
-    let name = shiftright_schemas::BatchFile {
-        topic: table.name().into(),
-        partition: 0,
-        epoch: 0,
-        first_offset: offset,
-        last_offset: offset + 100,
-        index,
-        count,
-    }
-    .file_name();
-    let file = std::fs::File::create(dir.join(name)).unwrap();
+    let file = std::fs::File::create(dir.join(name.file_name())).unwrap();
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, table.schema(), None).unwrap();
     writer.write(&batch(table, events)).unwrap();
     writer.close().unwrap();
+}
+
+/// A compaction's merge is read in place of the files it replaced, whether they are still there
+/// (a crash before their removal) or gone; and a batch that lost a file to the merge is still
+/// read whole.
+#[tokio::test]
+async fn a_merge_is_read_once_and_the_batches_it_split_stay_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let day = 1_796_083_200_000; // 2026-12-01T00:00Z
+    let request = |i: usize| {
+        ev(("a", "", day + i as i64, "", false, "v1", "live", 0.0))
+            .with(format!("r{i}"), format!("u{i}"))
+    };
+    let requests: Vec<Event> = (0..10).map(request).collect();
+    write_file(data, Table::Requests, &requests[..5], (0, 1, 1));
+    write_file(data, Table::Requests, &requests[5..], (200, 1, 2));
+    // The batch's other file, of the same topic and partition (in the ingest that is a dead
+    // letter beside the rows; any second directory shows the rule).
+    let exposure = ev(("a", "x", day, "u0", false, "v1", "", 0.0));
+    let other = shiftright_schemas::BatchFile {
+        topic: "requests".into(),
+        partition: 0,
+        epoch: 0,
+        first_offset: 200,
+        last_offset: 300,
+        index: 2,
+        count: 2,
+        compacted: false,
+    };
+    write_named(data, Table::Exposures, &[exposure], &other);
+    let merged = shiftright_schemas::BatchFile {
+        topic: "requests".into(),
+        partition: 0,
+        epoch: 0,
+        first_offset: 0,
+        last_offset: 300,
+        index: 1,
+        count: 1,
+        compacted: true,
+    };
+    write_named(data, Table::Requests, &requests, &merged);
+    let counts = || async {
+        let batches = crate::query(
+            data,
+            "SELECT (SELECT COUNT(*) FROM requests) AS r, (SELECT COUNT(*) FROM exposures) AS x",
+        )
+        .await
+        .unwrap();
+        let col = |i: usize| {
+            batches[0]
+                .column(i)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .value(0)
+        };
+        (col(0), col(1))
+    };
+    assert_eq!(counts().await, (10, 1), "the merged files left beside it");
+    let requests_dir = data.join("requests/date=2026-12-01/experiment=a");
+    for entry in std::fs::read_dir(&requests_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().contains("compacted") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    assert_eq!(
+        counts().await,
+        (10, 1),
+        "the exposure's batch lost its request file to the merge"
+    );
 }
 
 /// A live evaluation reads only its experiment's files from its window's dates on (a damaged
