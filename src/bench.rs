@@ -45,6 +45,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
                 out_dir,
                 seed: args.seed,
                 timeout: args.timeout,
+                instances: args.instances,
             };
             let result = ingest_rate::run(&config, &mut progress).await?;
             header("Ingest: backlog → durable Parquet, against a bare consumer");

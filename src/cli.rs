@@ -152,6 +152,15 @@ pub struct BenchIngestArgs {
     /// Give up on a phase after this long.
     #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Then run the ingest as one group of each of these sizes over the same backlog (e.g.
+    /// 1,2,4): throughput and each member's share. Empty: skip.
+    #[arg(
+        long,
+        env = "SHIFTRIGHT_BENCH_INSTANCES",
+        value_delimiter = ',',
+        default_value = "1,2,4"
+    )]
+    pub instances: Vec<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -350,6 +359,12 @@ pub struct IngestArgs {
     /// Flush a partition's buffer when its oldest message is this old (e.g. 10s, 1m).
     #[arg(long, env = "SHIFTRIGHT_FLUSH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
+    /// Flush a partition's buffer when its oldest message is this old and the partition has been
+    /// read to the end of its log: a steady stream's rows are queryable about this soon, and a
+    /// backlog's last rows do not wait out --flush-interval. `shiftright compact` merges the
+    /// small files this makes.
+    #[arg(long, env = "SHIFTRIGHT_FLUSH_CAUGHT_UP", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub flush_caught_up: Duration,
     /// Memory budget of all buffers, bytes; past it the largest buffer is flushed early.
     #[arg(long, env = "SHIFTRIGHT_MAX_BUFFER_BYTES", default_value_t = 256 << 20)]
     pub max_buffer_bytes: usize,

@@ -36,6 +36,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     config.flush_rows = args.flush_rows;
     config.flush_bytes = args.flush_bytes;
     config.flush_interval = args.flush_interval;
+    config.flush_caught_up = args.flush_caught_up;
     config.max_buffer_bytes = args.max_buffer_bytes;
     config.max_message_bytes = args.max_message_bytes;
     config.max_event_age = args.max_event_age;

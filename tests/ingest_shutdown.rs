@@ -1,5 +1,6 @@
 //! SIGTERM with rows still buffered: the process flushes them into Parquet, commits their offsets
-//! and exits 0.
+//! and exits 0. And a partition read to its end makes its rows durable without waiting out the
+//! flush interval.
 
 mod common;
 
@@ -33,7 +34,14 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // Thresholds far away: everything stays buffered until the signal.
-    let args = ["--flush-interval", "1h", "--flush-rows", "10000000"];
+    let args = [
+        "--flush-interval",
+        "1h",
+        "--flush-caught-up",
+        "1h",
+        "--flush-rows",
+        "10000000",
+    ];
     let process = IngestProcess::spawn(
         &brokers,
         &data,
@@ -93,4 +101,46 @@ async fn run() {
         committed, EVENTS as i64,
         "committed offsets cover every message"
     );
+}
+
+/// With an hour's flush interval, a partition read to the end of its log is still flushed as soon
+/// as its oldest row is `--flush-caught-up` (500 ms) old: the tail of a backlog and a quiet
+/// stream's last rows do not wait for the interval, or for more traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_read_to_its_end_is_flushed_without_waiting_out_the_interval() {
+    let run = async {
+        let broker = EmbeddedBroker::start(1).unwrap();
+        broker.create_topic("requests", 3).unwrap();
+        broker.create_topic("business", 1).unwrap();
+        broker.create_topic("exposures", 1).unwrap();
+        let brokers = broker.bootstrap_servers().to_string();
+        let b = brokers.clone();
+        tokio::task::spawn_blocking(move || produce_requests(&b, "t", EVENTS, &[]))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let process = IngestProcess::spawn(
+            &brokers,
+            &data,
+            "tail",
+            &["--flush-interval", "1h", "--flush-rows", "10000000"],
+            dir.path().join("ingest.log"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while request_ids(&data).await.0 < EVENTS && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            request_ids(&data).await,
+            (EVENTS, EVENTS),
+            "log:\n{}",
+            process.log_text()
+        );
+        let status = process.terminate(Duration::from_secs(30));
+        assert!(status.success(), "{status}");
+    };
+    tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("took over 3 minutes");
 }

@@ -160,10 +160,11 @@ pub async fn run(
     let (brokers, tansu) = crate::broker(config.brokers.as_deref(), config.partitions, progress)?;
     let ingest = IngestConfig::new(&brokers, &config.out_dir);
     let flush = format!(
-        "{} rows or {} MiB per partition, or {} s",
+        "{} rows or {} MiB per partition, or {} s, or {} ms once read to the end of the log",
         ingest.flush_rows,
         ingest.flush_bytes >> 20,
-        ingest.flush_interval.as_secs()
+        ingest.flush_interval.as_secs(),
+        ingest.flush_caught_up.as_millis()
     );
     let shutdown = CancellationToken::new();
     let stats = Arc::new(IngestStats::default());

@@ -38,6 +38,8 @@ pub struct IngestBenchConfig {
     pub seed: u64,
     /// Give up on any phase after this long.
     pub timeout: Duration,
+    /// Group sizes to run the ingest at, each over the whole backlog (e.g. 1, 2, 4).
+    pub instances: Vec<usize>,
 }
 
 /// How long one consumer took over the whole backlog.
@@ -68,8 +70,11 @@ pub struct IngestBenchResult {
     pub produce: Duration,
     /// The bare consumer, before and after the ingest.
     pub raw: [Pass; 2],
-    /// The ingest.
+    /// The ingest, one group member.
     pub ingest: Pass,
+    /// The ingest at each group size of `instances`: the pass, and the rows each member made
+    /// durable.
+    pub scaling: Vec<(Pass, Vec<u64>)>,
     /// Rows and dead letters the ingest made durable.
     pub durable: u64,
     /// Parquet bytes written.
@@ -189,59 +194,79 @@ fn raw_pass(brokers: &str, expected: u64, timeout: Duration) -> Result<Pass> {
     })
 }
 
-/// The ingest with its defaults, until `expected` messages are durable (rows + dead letters).
+/// The ingest with its defaults as `members` members of one new group (in this process, each
+/// with its own consumer, buffers and writer, writing to `out`), until `expected` messages are
+/// durable (rows + dead letters). Returns the pass, each member's durable rows, the bytes and
+/// the files.
 async fn ingest_pass(
     brokers: &str,
     config: &IngestBenchConfig,
+    out: &std::path::Path,
+    members: usize,
     expected: u64,
-) -> Result<(Pass, u64, u64, u64)> {
-    let mut ingest = IngestConfig::new(brokers, &config.out_dir);
-    ingest.group_id = format!("bench-ingest-{}", chrono::Utc::now().timestamp_micros());
-    let stats = Arc::new(IngestStats::default());
+) -> Result<(Pass, Vec<u64>, u64, u64)> {
+    let group = format!("bench-ingest-{}", chrono::Utc::now().timestamp_micros());
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let task = tokio::spawn(shiftright_ingest::run(
-        ingest,
-        shutdown.clone(),
-        stats.clone(),
-    ));
+    let mut running = Vec::with_capacity(members);
+    for _ in 0..members {
+        let mut ingest = IngestConfig::new(brokers, out);
+        ingest.group_id = group.clone();
+        let stats = Arc::new(IngestStats::default());
+        let task = tokio::spawn(shiftright_ingest::run(
+            ingest,
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        running.push((task, stats));
+    }
+    let durable = |running: &[(_, Arc<IngestStats>)]| -> Vec<u64> {
+        running
+            .iter()
+            .map(|(_, s)| {
+                let now = s.snapshot();
+                now.request_rows + now.dead_letters
+            })
+            .collect()
+    };
     let mut first = None;
     let end = loop {
-        let now = stats.snapshot();
-        if now.messages > 0 {
+        if running.iter().any(|(_, s)| s.snapshot().messages > 0) {
             first.get_or_insert_with(Instant::now);
         }
-        if now.request_rows + now.dead_letters >= expected {
+        let total: u64 = durable(&running).iter().sum();
+        if total >= expected {
             break Instant::now();
         }
-        if task.is_finished() || started.elapsed() > config.timeout {
+        let failed = running.iter().any(|(task, _)| task.is_finished());
+        if failed || started.elapsed() > config.timeout {
             shutdown.cancel();
-            let outcome = task
-                .await
-                .map_err(|e| Error::Incomplete(format!("the ingest task: {e}")))?;
-            outcome?;
+            for (task, _) in running {
+                task.await
+                    .map_err(|e| Error::Incomplete(format!("an ingest task: {e}")))??;
+            }
             return Err(Error::Incomplete(format!(
-                "the ingest made {} of {expected} messages durable in {:?}",
-                now.request_rows + now.dead_letters,
-                config.timeout
+                "{members} ingest member(s) made {total} of {expected} messages durable in {:?}",
+                started.elapsed()
             )));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    let shares = durable(&running);
     shutdown.cancel();
-    let summary = task
-        .await
-        .map_err(|e| Error::Incomplete(format!("the ingest task: {e}")))??;
+    let (mut bytes, mut files) = (0, 0);
+    for (task, _) in running {
+        let summary = task
+            .await
+            .map_err(|e| Error::Incomplete(format!("an ingest task: {e}")))??;
+        bytes += summary.bytes;
+        files += summary.files;
+    }
     let pass = Pass {
         total: end - started,
         from_first: end - first.unwrap_or(started),
     };
-    Ok((
-        pass,
-        summary.request_rows + summary.dead_letters,
-        summary.bytes,
-        summary.files,
-    ))
+    Ok((pass, shares, bytes, files))
 }
 
 /// Runs the benchmark; `progress` hears each phase.
@@ -282,15 +307,28 @@ pub async fn run(
         "bare consumer: {:.0} msg/s",
         raw_before.rate(messages)
     ));
-    let (ingest, durable, parquet_bytes, files) = ingest_pass(&brokers, config, messages).await?;
+    let (ingest, shares, parquet_bytes, files) =
+        ingest_pass(&brokers, config, &config.out_dir.join("one"), 1, messages).await?;
+    let durable = shares.iter().sum();
     progress(&format!("ingest: {:.0} msg/s", ingest.rate(messages)));
     let raw_after = raw_once().await?;
     progress(&format!(
         "bare consumer again: {:.0} msg/s",
         raw_after.rate(messages)
     ));
+    let mut scaling = Vec::new();
+    for &members in &config.instances {
+        let out = config.out_dir.join(format!("members-{members}"));
+        let (pass, shares, _, _) = ingest_pass(&brokers, config, &out, members, messages).await?;
+        progress(&format!(
+            "ingest, {members} member(s): {:.0} msg/s, shares {shares:?}",
+            pass.rate(messages)
+        ));
+        scaling.push((pass, shares));
+    }
     drop(tansu);
     Ok(IngestBenchResult {
+        scaling,
         messages,
         payload_bytes,
         produce,
@@ -333,5 +371,33 @@ pub fn to_markdown(r: &IngestBenchResult) -> String {
         r.files,
         mib(r.parquet_bytes)
     ));
+    if !r.scaling.is_empty() {
+        out.push_str(
+            "\nOne consumer group of N ingest members (each its own consumer, buffers and writer), \
+             each size over the whole backlog into a new output:\n\n\
+             | members | total (with group join) | first message to last | messages/s | vs 1 member | each member's share of the rows |\n\
+             |---:|---:|---:|---:|---:|---|\n",
+        );
+        let one = r.scaling.first().map(|(p, _)| p.rate(r.messages));
+        for (pass, shares) in &r.scaling {
+            let total: u64 = shares.iter().sum::<u64>().max(1);
+            let split: Vec<String> = shares
+                .iter()
+                .map(|s| format!("{:.0}%", *s as f64 * 100.0 / total as f64))
+                .collect();
+            out.push_str(&format!(
+                "| {} | {:.1} s | {:.1} s | {:.0} | {} | {} |\n",
+                shares.len(),
+                pass.total.as_secs_f64(),
+                pass.from_first.as_secs_f64(),
+                pass.rate(r.messages),
+                one.map_or("".into(), |one| format!(
+                    "{:.2}×",
+                    pass.rate(r.messages) / one
+                )),
+                split.join(" / ")
+            ));
+        }
+    }
     out
 }

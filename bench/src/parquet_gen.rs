@@ -73,6 +73,7 @@ pub fn write_scenario(
         rows: config.flush_rows,
         bytes: config.flush_bytes,
         age: Duration::MAX,
+        caught_up: Duration::MAX,
         budget: config.max_buffer_bytes,
     });
     // Every (table, partition) once, with its next offset: no allocation per message.

@@ -109,6 +109,9 @@ pub struct FlushPolicy {
     pub bytes: usize,
     /// Age of a partition buffer's first row.
     pub age: Duration,
+    /// Age of the first row at which a buffer whose partition has caught up with its log is
+    /// flushed: nothing more is coming soon, so waiting out `age` only delays its rows.
+    pub caught_up: Duration,
     /// Bytes across all buffers.
     pub budget: usize,
 }
@@ -195,12 +198,22 @@ impl Buffers {
         self.total_bytes >= self.policy.budget
     }
 
-    /// Partitions whose first row is older than the flush interval.
-    pub fn aged(&self) -> Vec<TopicPartition> {
-        let age = self.policy.age;
+    /// Partitions to flush for their age: those whose first row is older than the flush
+    /// interval, and those older than the caught-up age whose last buffered offset is the last
+    /// of the log as far as `next_offset` (the high watermark the client knows) says.
+    pub fn aged(
+        &self,
+        next_offset: impl Fn(&TopicPartition) -> Option<i64>,
+    ) -> Vec<TopicPartition> {
+        let FlushPolicy { age, caught_up, .. } = self.policy;
         self.by_partition
             .values()
-            .filter(|b| b.opened.elapsed() >= age)
+            .filter(|b| {
+                let old = b.opened.elapsed();
+                old >= age
+                    || (old >= caught_up
+                        && next_offset(&b.source).is_some_and(|next| b.last_offset + 1 >= next))
+            })
             .map(|b| b.source.clone())
             .collect()
     }
@@ -233,5 +246,73 @@ impl Buffers {
     /// Messages buffered across all partitions.
     pub fn total_messages(&self) -> usize {
         self.by_partition.values().map(|b| b.messages).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Common, Event};
+
+    fn buffers(age: Duration, caught_up: Duration) -> Buffers {
+        Buffers::new(FlushPolicy {
+            rows: 1_000,
+            bytes: 1 << 20,
+            age,
+            caught_up,
+            budget: 1 << 30,
+        })
+    }
+
+    fn push(buffers: &mut Buffers, tp: &TopicPartition, offset: i64) {
+        let event = Event::Exposure {
+            common: Common {
+                event_id: format!("e{offset}"),
+                ts_ms: 0,
+                user_id: "u".into(),
+                synthetic: false,
+            },
+            experiment: "x".into(),
+            variant: "v".into(),
+            weights: None,
+        };
+        let at = Position {
+            offset,
+            epoch: 0,
+            fingerprint: 0,
+        };
+        buffers.push_event(tp, Table::Exposures, &at, event);
+    }
+
+    #[test]
+    fn a_caught_up_partition_flushes_at_the_caught_up_age_others_at_the_interval() {
+        let tp = |partition| TopicPartition {
+            topic: "exposures".into(),
+            partition,
+        };
+        let mut b = buffers(Duration::from_secs(3600), Duration::from_millis(20));
+        push(&mut b, &tp(0), 9); // the log's last message: the watermark is 10
+        push(&mut b, &tp(1), 9); // 90 more to read
+        push(&mut b, &tp(2), 9); // no fetch response yet: no watermark
+        let watermark = |t: &TopicPartition| match t.partition {
+            0 => Some(10),
+            1 => Some(100),
+            _ => None,
+        };
+        assert!(
+            b.aged(watermark).is_empty(),
+            "younger than the caught-up age"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(b.aged(watermark), vec![tp(0)]);
+
+        let mut b = buffers(Duration::from_millis(20), Duration::from_millis(10));
+        push(&mut b, &tp(1), 9);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            b.aged(watermark),
+            vec![tp(1)],
+            "the interval applies to all"
+        );
     }
 }

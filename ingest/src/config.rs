@@ -29,6 +29,11 @@ pub struct IngestConfig {
     pub flush_bytes: usize,
     /// Flush a partition's buffer when its oldest row is this old. Default 10 s.
     pub flush_interval: Duration,
+    /// Flush a partition's buffer when its oldest row is this old and the partition has been read
+    /// to its end (its last offset is the log's, by the high watermark the client has): the fresh
+    /// rows of a steady stream and the tail of a backlog wait this long, not `flush_interval`.
+    /// Default 500 ms.
+    pub flush_caught_up: Duration,
     /// Memory budget for all buffered rows: past it, the largest buffer is flushed early. Default 256 MiB.
     pub max_buffer_bytes: usize,
     /// Messages larger than this are dead letters (`too_large`). Default 1 MiB.
@@ -68,6 +73,7 @@ impl IngestConfig {
             flush_rows: 100_000,
             flush_bytes: 64 << 20,
             flush_interval: Duration::from_secs(10),
+            flush_caught_up: Duration::from_millis(500),
             max_buffer_bytes: 256 << 20,
             max_message_bytes: 1 << 20,
             max_event_age: Duration::from_secs(30 * 24 * 3600),
@@ -146,8 +152,8 @@ impl IngestConfig {
                 self.max_buffer_bytes, self.max_message_bytes
             ));
         }
-        if self.flush_interval.is_zero() {
-            return bad("flush interval must be positive".into());
+        if self.flush_interval.is_zero() || self.flush_caught_up.is_zero() {
+            return bad("flush intervals must be positive".into());
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use crate::buffer::TopicPartition;
 use crate::config::IngestConfig;
 use crate::error::{Error, Result};
 use crate::offsets::{recover_partition, Resume};
+use crate::partition_lock::{self, PartitionLocks};
 use crate::stats::IngestStats;
 
 /// The consumer type the pipeline runs.
@@ -44,6 +45,8 @@ pub struct IngestContext {
     out_dir: PathBuf,
     events: Mutex<Vec<RebalanceEvent>>,
     stats: Arc<IngestStats>,
+    /// Held from before a partition's recovery until its revocation (`partition_lock`).
+    locks: Mutex<PartitionLocks>,
 }
 
 impl IngestContext {
@@ -52,6 +55,22 @@ impl IngestContext {
         match self.events.lock() {
             Ok(mut events) => std::mem::take(&mut *events),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    /// Whether this process holds `tp`'s write lock.
+    pub fn holds(&self, tp: &TopicPartition) -> bool {
+        self.locks().holds(tp)
+    }
+
+    fn locks(&self) -> std::sync::MutexGuard<'_, PartitionLocks> {
+        self.locks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn release(&self, partitions: &[TopicPartition]) {
+        let mut locks = self.locks();
+        for tp in partitions {
+            locks.release(tp);
         }
     }
 
@@ -104,6 +123,11 @@ impl ConsumerContext for IngestContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut assigned = Vec::new();
                 for tp in partitions(tpl) {
+                    // Before recovery: a previous owner still writing must finish first.
+                    if let Err(e) = self.locks().acquire(&tp, partition_lock::WAIT) {
+                        self.record(RebalanceEvent::Failed(e));
+                        continue;
+                    }
                     match recover_partition(&self.out_dir, &tp.topic, tp.partition) {
                         Ok(recovery) => {
                             self.stats.quarantined(recovery.quarantined.len() as u64);
@@ -142,6 +166,9 @@ impl ConsumerContext for IngestContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked = partitions(tpl);
                 tracing::info!(partitions = ?revoked, "partitions revoked");
+                // Their buffers are dropped before any flush (the pipeline applies revocations
+                // first), so the next owner may start at once.
+                self.release(&revoked);
                 self.record(RebalanceEvent::Revoked(revoked));
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "unassign failed");
@@ -149,7 +176,9 @@ impl ConsumerContext for IngestContext {
             }
             other => {
                 tracing::error!(error = ?other, "rebalance error; dropping the assignment");
-                self.record(RebalanceEvent::Revoked(partitions(tpl)));
+                let dropped = partitions(tpl);
+                self.release(&dropped);
+                self.record(RebalanceEvent::Revoked(dropped));
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "unassign failed");
                 }
@@ -163,6 +192,26 @@ impl ConsumerContext for IngestContext {
             tracing::warn!(error = %e, offsets = ?partitions(offsets), "offset commit failed");
         }
     }
+}
+
+/// The high watermark (one past the log's last offset) of `tp` as librdkafka last heard it in a
+/// fetch response; no request is made. None before the first fetch of the partition.
+pub fn high_watermark(consumer: &IngestConsumer, tp: &TopicPartition) -> Option<i64> {
+    let topic = std::ffi::CString::new(tp.topic.as_str()).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client handle lives as long as `consumer`, `topic` is a NUL-terminated string
+    // that outlives the call, and librdkafka only writes the two offsets it is given.
+    let err = unsafe {
+        rdkafka_sys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            tp.partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 /// The consumer's librdkafka configuration: its own settings, then the user's `--kafka-option`s
@@ -195,6 +244,7 @@ pub fn create_consumer(config: &IngestConfig, stats: Arc<IngestStats>) -> Result
         out_dir: config.out_dir.clone(),
         events: Mutex::new(Vec::new()),
         stats,
+        locks: Mutex::new(PartitionLocks::new(&config.out_dir)),
     };
     let consumer: IngestConsumer =
         client

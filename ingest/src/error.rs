@@ -69,6 +69,16 @@ pub enum Error {
         /// The group holding it.
         group: String,
     },
+    /// A partition's previous owner in the group did not let go of it in time.
+    #[error("partition {partition} is still held by {holder}, a process of this group that lost it but has not let go (frozen or stalled) after {}s; stop that process (the kernel then releases it), and start this one again", waited.as_secs())]
+    PartitionHeld {
+        /// The partition.
+        partition: String,
+        /// Who holds its lock.
+        holder: String,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
     /// `compact` was pointed at something that is not an ingest output.
     #[error("{} is not a directory; pass the --out of `shiftright ingest`", .0.display())]
     NotAnOutput(PathBuf),

@@ -16,7 +16,8 @@
 //!   reads them again from the durable offset;
 //! - a partition whose Kafka log went below its durable offsets (a topic recreated, a broker that
 //!   lost its log) is stopped, never silently skipped (`continuity`);
-//! - one ingest group at a time writes to an output directory (`lock`);
+//! - one ingest group at a time writes to an output directory (`lock`), and one process of it
+//!   at a time to a partition, a frozen one that lost it included (`partition_lock`);
 //! - `compact` merges small files and `retain` removes old dates without ever splitting what
 //!   readers and recovery count as one batch.
 //!
@@ -36,6 +37,7 @@ pub mod exposition;
 pub mod lock;
 pub mod metrics;
 pub mod offsets;
+pub mod partition_lock;
 pub mod pipeline;
 pub mod retain;
 pub mod stats;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::buffer::{Buffers, FlushPolicy, Position, TopicPartition};
 use crate::config::IngestConfig;
-use crate::consumer::{create_consumer, IngestConsumer, RebalanceEvent};
+use crate::consumer::{create_consumer, high_watermark, IngestConsumer, RebalanceEvent};
 use crate::continuity::{Continuity, Verdict};
 use crate::dead_letters::{DeadLetter, DeadLetterForwarder};
 use crate::decode::{Decoder, RejectReason, Rejection};
@@ -96,6 +96,7 @@ pub async fn run(
         rows: config.flush_rows,
         bytes: config.flush_bytes,
         age: config.flush_interval,
+        caught_up: config.flush_caught_up,
         budget: config.max_buffer_bytes,
     };
     tracing::info!(
@@ -133,9 +134,11 @@ impl Pipeline {
         consumer: &IngestConsumer,
         shutdown: &CancellationToken,
     ) -> Result<Stop> {
+        // Often enough that a caught-up buffer waits at most half its age again.
         let tick_every = self
             .config
             .flush_interval
+            .min(self.config.flush_caught_up / 2)
             .min(Duration::from_millis(500))
             .max(Duration::from_millis(10));
         let mut tick = tokio::time::interval(tick_every);
@@ -146,7 +149,7 @@ impl Pipeline {
                 _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
                 _ = tick.tick() => {
                     self.apply_rebalance_events(consumer)?;
-                    for tp in self.buffers.aged() {
+                    for tp in self.buffers.aged(|tp| high_watermark(consumer, tp)) {
                         self.flush(consumer, &tp).await?;
                     }
                     if let Some(idle) = self.config.idle_exit {
@@ -410,6 +413,12 @@ impl Pipeline {
         let Some(buffer) = self.buffers.take(tp) else {
             return Ok(());
         };
+        if !consumer.context().holds(tp) {
+            // Cannot happen while revocations are applied before every flush; if it did, writing
+            // could put rows beside the partition's new owner's.
+            tracing::error!(partition = %tp, messages = buffer.messages, "not writing a partition this process does not hold; its next owner reads the rows again");
+            return Ok(());
+        }
         if let Some(forwarder) = &self.forwarder {
             forwarder
                 .forward(buffer.dead_letters.values().flatten())
