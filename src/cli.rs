@@ -305,6 +305,10 @@ pub struct CompactArgs {
     /// letters, before merging; default: keep everything.
     #[arg(long, env = "SHIFTRIGHT_RETAIN", value_parser = humantime::parse_duration)]
     pub retain: Option<Duration>,
+    /// Files a merge replaced stay (readers leave them out) until the merge is this old, so that a
+    /// query that listed them before the merge still finds them (e.g. 10m; 0s removes them at once).
+    #[arg(long, env = "SHIFTRIGHT_COMPACT_KEEP_REPLACED", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub keep_replaced: Duration,
     /// Print what would be merged and removed; change nothing.
     #[arg(long, env = "SHIFTRIGHT_COMPACT_DRY_RUN")]
     pub dry_run: bool,

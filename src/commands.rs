@@ -365,13 +365,18 @@ pub async fn compact(args: CompactArgs) -> anyhow::Result<u8> {
                 let horizon = chrono::Utc::now()
                     - chrono::Duration::from_std(retain).context("--retain is too long")?;
                 let horizon = horizon.format("%Y-%m-%d").to_string();
-                let summary = shiftright_ingest::retain::retain(&args.data, &horizon, args.dry_run)
-                    .with_context(|| {
-                        format!(
-                            "removing the dates of {} before {horizon}",
-                            args.data.display()
-                        )
-                    })?;
+                let summary = shiftright_ingest::retain::retain(
+                    &args.data,
+                    &horizon,
+                    args.older_than,
+                    args.dry_run,
+                )
+                .with_context(|| {
+                    format!(
+                        "removing the dates of {} before {horizon}",
+                        args.data.display()
+                    )
+                })?;
                 Some((horizon, summary))
             }
             None => None,
@@ -379,6 +384,7 @@ pub async fn compact(args: CompactArgs) -> anyhow::Result<u8> {
         let options = CompactOptions {
             older_than: args.older_than,
             target_bytes: args.target_size,
+            keep_replaced: args.keep_replaced,
             dry_run: args.dry_run,
         };
         let compacted = compact(&args.data, &options)
@@ -399,34 +405,36 @@ pub async fn compact(args: CompactArgs) -> anyhow::Result<u8> {
         );
         if r.kept > 0 {
             println!(
-                "retention: kept {} file(s) past the horizon whose flush batches also wrote to later dates (removed once those dates go)",
+                "retention: kept {} file(s) past the horizon whose flush batches also wrote to later dates, are still being written, or are younger than --older-than (removed by a later run)",
                 r.kept
             );
         }
     }
-    let merge = if compacted.written == 0 {
+    let c = &compacted;
+    let merge = if c.written == 0 {
         "nothing to merge".to_string()
     } else if args.dry_run {
         format!(
             "would merge {} file(s) ({} bytes) into {} in {} director(ies)",
-            compacted.merged, compacted.bytes_before, compacted.written, compacted.directories
+            c.merged, c.bytes_before, c.written, c.directories
         )
     } else {
         format!(
             "merged {} file(s) ({} bytes) into {} ({} bytes, {} rows) in {} director(ies)",
-            compacted.merged,
-            compacted.bytes_before,
-            compacted.written,
-            compacted.bytes_after,
-            compacted.rows,
-            compacted.directories
+            c.merged, c.bytes_before, c.written, c.bytes_after, c.rows, c.directories
         )
     };
     println!("compaction: {merge}");
-    if compacted.superseded_removed + compacted.temporary_removed > 0 {
+    if c.replaced_removed + c.replaced_kept + c.temporary_removed > 0 {
         println!(
-            "compaction: removed {} file(s) an interrupted compaction had merged already and {} temporary file(s)",
-            compacted.superseded_removed, compacted.temporary_removed
+            "compaction: removed {} file(s) merges had replaced and {} temporary file(s); {} replaced file(s) stay until their merge is --keep-replaced old (readers leave them out)",
+            c.replaced_removed, c.temporary_removed, c.replaced_kept
+        );
+    }
+    for (path, why) in &c.damaged {
+        println!(
+            "compaction: not merged, damaged: {}: {why} (queries that read it fail; --skip-corrupt leaves it out)",
+            path.display()
         );
     }
     Ok(0)

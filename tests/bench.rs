@@ -89,10 +89,13 @@ fn ingest_and_freshness_benchmarks_run_on_tansu() {
         "2",
         "--timeout",
         "3m",
+        "--instances",
+        "1,2",
     ]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stdout.contains("Ingest / bare consumer"), "{stdout}");
+    assert!(stdout.contains("| members |"), "{stdout}");
     assert!(
         stdout.contains("Durable: 20000 rows and dead letters"),
         "{stdout}"

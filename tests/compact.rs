@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{produce_requests, request_ids, IngestProcess, Lcg};
-use shiftright_traffic::EmbeddedBroker;
 
 const EVENTS: u64 = 60_000;
 const USERS: u64 = 5_000;
@@ -41,8 +40,8 @@ fn compact(data: &Path, extra: &[&str]) -> Command {
 fn compact_in_a_loop(data: std::path::PathBuf, stop: Arc<AtomicBool>, finished: Arc<AtomicU64>) {
     let mut rng = Lcg::from_clock();
     while !stop.load(Ordering::Relaxed) {
-        // Small targets, so that merges are merged again.
-        let mut child = compact(&data, &["--target-size", "64KiB"])
+        // Small targets, so that merges are merged again; replaced files go after 2 s.
+        let mut child = compact(&data, &["--target-size", "64KiB", "--keep-replaced", "2s"])
             .spawn()
             .expect("start shiftright compact");
         if rng.below(2) == 0 {
@@ -117,11 +116,7 @@ fn parquet_files(dir: &Path) -> usize {
 }
 
 async fn run() {
-    let broker = EmbeddedBroker::start(1).unwrap();
-    broker.create_topic("requests", 8).unwrap();
-    broker.create_topic("business", 1).unwrap();
-    broker.create_topic("exposures", 1).unwrap();
-    let brokers = broker.bootstrap_servers().to_string();
+    let (_broker, brokers) = common::embedded_broker(8);
     let producer_brokers = brokers.clone();
     tokio::task::spawn_blocking(move || {
         produce_exposures(&producer_brokers);
@@ -196,7 +191,9 @@ async fn run() {
 
     let before = analysis(&data);
     let files_before = parquet_files(&data.join("requests"));
-    let output = compact(&data, &[]).output().expect("compact");
+    let output = compact(&data, &["--keep-replaced", "0s"])
+        .output()
+        .expect("compact");
     assert!(
         output.status.success(),
         "{}",

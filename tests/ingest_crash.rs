@@ -7,7 +7,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{produce_requests, request_ids, IngestProcess, Lcg};
-use shiftright_traffic::EmbeddedBroker;
 
 const EVENTS: u64 = 200_000;
 const KILLS: usize = 10;
@@ -20,12 +19,8 @@ async fn sigkill_ten_times_loses_nothing_and_duplicates_nothing() {
 }
 
 async fn run() {
-    let broker = EmbeddedBroker::start(1).unwrap();
     // 16 partitions keep each under the mock cluster's ~5 MB retention for 200,000 events.
-    broker.create_topic("requests", 16).unwrap();
-    broker.create_topic("business", 1).unwrap();
-    broker.create_topic("exposures", 1).unwrap();
-    let brokers = broker.bootstrap_servers().to_string();
+    let (_broker, brokers) = common::embedded_broker(16);
     let producer_brokers = brokers.clone();
     tokio::task::spawn_blocking(move || produce_requests(&producer_brokers, "c", EVENTS, &[]))
         .await

@@ -8,7 +8,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{produce_requests, request_ids, required, IngestProcess, Tansu};
-use shiftright_traffic::EmbeddedBroker;
 
 /// Scales one group up and down while events keep arriving: A alone, then B and C join, B is
 /// SIGKILLed, C is stopped, A finishes. `events` are produced in four waves, one per step, so
@@ -114,11 +113,7 @@ async fn scale_up_and_down(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_on_the_embedded_broker_keeps_exactly_once() {
-    let broker = EmbeddedBroker::start(1).unwrap();
-    broker.create_topic("requests", 6).unwrap();
-    broker.create_topic("business", 1).unwrap();
-    broker.create_topic("exposures", 1).unwrap();
-    let brokers = broker.bootstrap_servers().to_string();
+    let (_broker, brokers) = common::embedded_broker(6);
     tokio::time::timeout(
         Duration::from_secs(400),
         scale_up_and_down(&brokers, 60_000, &[]),
@@ -163,11 +158,7 @@ fn signal(pid: u32, signal: &str) {
 /// to the new owner's files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_member_that_lost_its_partitions_writes_nothing_twice() {
-    let broker = EmbeddedBroker::start(1).unwrap();
-    broker.create_topic("requests", 4).unwrap();
-    broker.create_topic("business", 1).unwrap();
-    broker.create_topic("exposures", 1).unwrap();
-    let brokers = broker.bootstrap_servers().to_string();
+    let (_broker, brokers) = common::embedded_broker(4);
     let b = brokers.clone();
     tokio::task::spawn_blocking(move || produce_requests(&b, "z", 20_000, &[]))
         .await

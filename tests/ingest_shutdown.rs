@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use common::{produce_requests, request_ids, IngestProcess};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use shiftright_traffic::EmbeddedBroker;
 
 const EVENTS: u64 = 5_000;
 
@@ -21,11 +20,7 @@ async fn sigterm_flushes_buffered_rows_and_commits() {
 }
 
 async fn run() {
-    let broker = EmbeddedBroker::start(1).unwrap();
-    broker.create_topic("requests", 3).unwrap();
-    broker.create_topic("business", 1).unwrap();
-    broker.create_topic("exposures", 1).unwrap();
-    let brokers = broker.bootstrap_servers().to_string();
+    let (_broker, brokers) = common::embedded_broker(3);
     let b = brokers.clone();
     tokio::task::spawn_blocking(move || produce_requests(&b, "s", EVENTS, &[]))
         .await
@@ -109,11 +104,7 @@ async fn run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_read_to_its_end_is_flushed_without_waiting_out_the_interval() {
     let run = async {
-        let broker = EmbeddedBroker::start(1).unwrap();
-        broker.create_topic("requests", 3).unwrap();
-        broker.create_topic("business", 1).unwrap();
-        broker.create_topic("exposures", 1).unwrap();
-        let brokers = broker.bootstrap_servers().to_string();
+        let (_broker, brokers) = common::embedded_broker(3);
         let b = brokers.clone();
         tokio::task::spawn_blocking(move || produce_requests(&b, "t", EVENTS, &[]))
             .await

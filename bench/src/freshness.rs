@@ -49,6 +49,8 @@ pub struct FreshnessResult {
     pub quantiles_ms: [i64; 4],
     /// Flush settings in force.
     pub flush: String,
+    /// Request files and their bytes as the ingest wrote them, and after `shiftright compact`.
+    pub files: [(usize, u64); 2],
 }
 
 fn now_ms() -> i64 {
@@ -179,9 +181,34 @@ pub async fn run(
         .await
         .map_err(|e| Error::Incomplete(format!("the ingest task: {e}")));
     drop(tansu);
-    let result = outcome?;
+    let mut result = outcome?;
     stopped??;
+    // What readers list, as written and once compaction has merged it.
+    let out = config.out_dir.clone();
+    result.files = tokio::task::spawn_blocking(move || -> Result<[(usize, u64); 2]> {
+        let before = file_sizes(&out.join("requests"));
+        let options = shiftright_ingest::compact::CompactOptions {
+            older_than: Duration::ZERO,
+            ..Default::default()
+        };
+        shiftright_ingest::compact::compact(&out, &options)?;
+        Ok([before, file_sizes(&out.join("requests"))])
+    })
+    .await
+    .map_err(|e| Error::Incomplete(format!("the compaction task: {e}")))??;
     Ok(result)
+}
+
+/// Parquet files under `dir` and their bytes.
+fn file_sizes(dir: &Path) -> (usize, u64) {
+    let mut files = Vec::new();
+    parquet_files(dir, &mut files);
+    let bytes = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    (files.len(), bytes)
 }
 
 /// Produces the load while watching the output, until every produced row is queryable.
@@ -269,13 +296,24 @@ async fn watch(
         achieved_rate,
         quantiles_ms: [q(0.5), q(0.9), q(0.99), q(1.0)],
         flush: flush.to_string(),
+        files: [(0, 0); 2],
     })
 }
 
 /// The figures as Markdown.
 pub fn to_markdown(r: &FreshnessResult) -> String {
     let s = |ms: i64| format!("{:.2} s", ms as f64 / 1000.0);
-    format!(
+    let mean = |(files, bytes): (usize, u64)| bytes as f64 / files.max(1) as f64 / (1 << 20) as f64;
+    let [written, compacted] = r.files;
+    let files = format!(
+        "\nRequest files readers list: {} as written (mean {:.2} MiB); {} after `shiftright compact` \
+         (mean {:.2} MiB).\n",
+        written.0,
+        mean(written),
+        compacted.0,
+        mean(compacted)
+    );
+    let table = format!(
         "Load: {} events at {:.0}/s; ingest defaults ({}).\n\n\
          | produce → queryable | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|\n\
          | {} rows | {} | {} | {} | {} |\n",
@@ -287,5 +325,6 @@ pub fn to_markdown(r: &FreshnessResult) -> String {
         s(r.quantiles_ms[1]),
         s(r.quantiles_ms[2]),
         s(r.quantiles_ms[3]),
-    )
+    );
+    table + &files
 }

@@ -94,8 +94,7 @@ impl IngestBenchResult {
 struct StopAtCount;
 
 /// Produces the backlog; returns (messages, payload bytes).
-fn produce_backlog(brokers: &str, config: &IngestBenchConfig) -> Result<(u64, u64)> {
-    let topics = TopicNames::default();
+fn produce_backlog(brokers: &str, topic: &str, config: &IngestBenchConfig) -> Result<(u64, u64)> {
     let options: Vec<(String, String)> = [
         ("linger.ms", "20"),
         ("batch.num.messages", "10000"),
@@ -115,7 +114,7 @@ fn produce_backlog(brokers: &str, config: &IngestBenchConfig) -> Result<(u64, u6
         if m.table != Table::Requests {
             return Ok(());
         }
-        if let Err(e) = sink.send(topics.of(m.table), Some(&m.key), &m.payload) {
+        if let Err(e) = sink.send(topic, Some(&m.key), &m.payload) {
             failure = Some(e);
             return Err(StopAtCount);
         }
@@ -194,6 +193,15 @@ fn raw_pass(brokers: &str, expected: u64, timeout: Duration) -> Result<Pass> {
     })
 }
 
+/// What an ingest pass reads.
+enum Backlog {
+    /// The backlog already on the requests topic.
+    There { messages: u64 },
+    /// A backlog of the configured size produced to this new topic once every member holds
+    /// partitions of it.
+    ToCome { topic: String },
+}
+
 /// The ingest with its defaults as `members` members of one new group (in this process, each
 /// with its own consumer, buffers and writer, writing to `out`), until `expected` messages are
 /// durable (rows + dead letters). Returns the pass, each member's durable rows, the bytes and
@@ -203,15 +211,20 @@ async fn ingest_pass(
     config: &IngestBenchConfig,
     out: &std::path::Path,
     members: usize,
-    expected: u64,
+    backlog: Backlog,
 ) -> Result<(Pass, Vec<u64>, u64, u64)> {
     let group = format!("bench-ingest-{}", chrono::Utc::now().timestamp_micros());
     let shutdown = CancellationToken::new();
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut running = Vec::with_capacity(members);
+    let topic = match &backlog {
+        Backlog::There { .. } => "requests".to_string(),
+        Backlog::ToCome { topic } => topic.clone(),
+    };
     for _ in 0..members {
         let mut ingest = IngestConfig::new(brokers, out);
         ingest.group_id = group.clone();
+        ingest.requests_topic = topic.clone();
         let stats = Arc::new(IngestStats::default());
         let task = tokio::spawn(shiftright_ingest::run(
             ingest,
@@ -228,6 +241,26 @@ async fn ingest_pass(
                 now.request_rows + now.dead_letters
             })
             .collect()
+    };
+    let expected = match backlog {
+        Backlog::There { messages } => messages,
+        Backlog::ToCome { .. } => {
+            // Every member joined and holding partitions before the burst arrives, so that no
+            // partition moves mid-stream (tansu loses messages when a consumer resumes inside a
+            // producer batch): each member's statistics list the partitions it holds.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let holding = |s: &IngestStats| s.partitions().keys().any(|tp| tp.topic == topic);
+            while !running.iter().all(|(_, s)| holding(s)) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            started = Instant::now();
+            let (brokers, config, topic) = (brokers.to_string(), config.clone(), topic.clone());
+            tokio::task::spawn_blocking(move || produce_backlog(&brokers, &topic, &config))
+                .await
+                .map_err(|e| Error::Incomplete(format!("the producer task: {e}")))??
+                .0
+        }
     };
     let mut first = None;
     let end = loop {
@@ -282,7 +315,7 @@ pub async fn run(
     let produce_started = Instant::now();
     let (messages, payload_bytes) = {
         let (brokers, config) = (brokers.clone(), config.clone());
-        tokio::task::spawn_blocking(move || produce_backlog(&brokers, &config))
+        tokio::task::spawn_blocking(move || produce_backlog(&brokers, "requests", &config))
             .await
             .map_err(|e| Error::Incomplete(format!("the producer task: {e}")))??
     };
@@ -307,8 +340,14 @@ pub async fn run(
         "bare consumer: {:.0} msg/s",
         raw_before.rate(messages)
     ));
-    let (ingest, shares, parquet_bytes, files) =
-        ingest_pass(&brokers, config, &config.out_dir.join("one"), 1, messages).await?;
+    let (ingest, shares, parquet_bytes, files) = ingest_pass(
+        &brokers,
+        config,
+        &config.out_dir.join("one"),
+        1,
+        Backlog::There { messages },
+    )
+    .await?;
     let durable = shares.iter().sum();
     progress(&format!("ingest: {:.0} msg/s", ingest.rate(messages)));
     let raw_after = raw_once().await?;
@@ -318,8 +357,15 @@ pub async fn run(
     ));
     let mut scaling = Vec::new();
     for &members in &config.instances {
+        let Some(tansu) = &tansu else {
+            progress("the group sizes need a topic per size: only with the tansu started here");
+            break;
+        };
+        let topic = format!("requests-members-{members}");
+        tansu.create_topic(&topic, config.partitions)?;
         let out = config.out_dir.join(format!("members-{members}"));
-        let (pass, shares, _, _) = ingest_pass(&brokers, config, &out, members, messages).await?;
+        let (pass, shares, _, _) =
+            ingest_pass(&brokers, config, &out, members, Backlog::ToCome { topic }).await?;
         progress(&format!(
             "ingest, {members} member(s): {:.0} msg/s, shares {shares:?}",
             pass.rate(messages)

@@ -14,7 +14,7 @@
 //! One compaction at a time per output (`_ingest_locks/compact.lock`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -26,8 +26,7 @@ use parquet::file::properties::WriterProperties;
 use shiftright_schemas::{file_metadata, BatchFile};
 
 use crate::error::{Error, Result};
-use crate::lock::LOCK_DIR;
-use crate::stored::{remove_all, Listing, Stored, COMPACTING_PREFIX};
+use crate::stored::{lock_maintenance, remove_all, Listing, Stored, COMPACTING_PREFIX};
 use crate::writer::sync_dir;
 
 /// Footer key of a merged file: how many files it replaced.
@@ -41,6 +40,10 @@ pub struct CompactOptions {
     pub older_than: Duration,
     /// The size merged files aim at (default 256 MiB); a file this large is not merged again.
     pub target_bytes: u64,
+    /// Files a merge replaced stay (left out by readers) until the merge is this old (default
+    /// 10 min): a query that listed them before the merge can still read them, and no listing
+    /// can miss the merge and its files at once.
+    pub keep_replaced: Duration,
     /// Say what would be merged, change nothing.
     pub dry_run: bool,
 }
@@ -50,6 +53,7 @@ impl Default for CompactOptions {
         CompactOptions {
             older_than: Duration::from_secs(3600),
             target_bytes: 256 << 20,
+            keep_replaced: Duration::from_secs(600),
             dry_run: false,
         }
     }
@@ -70,10 +74,14 @@ pub struct CompactSummary {
     pub bytes_after: u64,
     /// Rows moved.
     pub rows: u64,
-    /// Files a crashed compaction had already merged, removed now.
-    pub superseded_removed: usize,
+    /// Files that merges (of this run or earlier ones) replaced, removed now.
+    pub replaced_removed: usize,
+    /// Files merges replaced that stay until their merge is `keep_replaced` old.
+    pub replaced_kept: usize,
     /// Temporary files of a crashed compaction, removed.
     pub temporary_removed: usize,
+    /// Files left unmerged because their footer does not check out, with what is wrong.
+    pub damaged: Vec<(PathBuf, String)>,
 }
 
 /// Merges the small files under `out_dir` (see the module docs).
@@ -81,7 +89,7 @@ pub fn compact(out_dir: &Path, options: &CompactOptions) -> Result<CompactSummar
     if !out_dir.is_dir() {
         return Err(Error::NotAnOutput(out_dir.to_path_buf()));
     }
-    let _lock = lock_compaction(out_dir)?;
+    let _lock = lock_maintenance(out_dir)?;
     let listing = Listing::of(out_dir)?;
     let mut summary = CompactSummary::default();
     if !options.dry_run {
@@ -93,22 +101,32 @@ pub fn compact(out_dir: &Path, options: &CompactOptions) -> Result<CompactSummar
         }
     }
     let superseded = listing.superseded();
-    if !options.dry_run && !superseded.is_empty() {
-        remove_all(superseded.iter())?;
-        summary.superseded_removed = superseded.len();
-    }
     let complete = listing.complete_batches();
-    let cutoff = SystemTime::now()
-        .checked_sub(options.older_than)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let cutoff = ago(options.older_than);
     let mut directories = BTreeSet::new();
     for ((dir, _, _, _), files) in groups(&listing, &superseded) {
-        for run in runs(&files, |f| {
-            f.modified <= cutoff
-                && f.batch
-                    .as_ref()
-                    .is_some_and(|b| complete.contains(&b.batch()))
-        }) {
+        let mergeable = |f: &Stored| {
+            let Some(batch) = f.batch.as_ref() else {
+                return false;
+            };
+            if f.modified > cutoff || f.bytes >= options.target_bytes {
+                return false;
+            }
+            if !complete.contains(&batch.batch()) {
+                return false;
+            }
+            // A damaged file ends the run like any other it may not take.
+            match batch.check_footer(&f.path) {
+                Ok(_) => true,
+                Err(why) => {
+                    tracing::warn!(path = %f.path.display(), %why, "a damaged file is not merged");
+                    summary.damaged.push((f.path.clone(), why));
+                    false
+                }
+            }
+        };
+        let found = runs(&files, mergeable);
+        for run in found {
             for chunk in chunks(&run, options.target_bytes) {
                 if options.dry_run {
                     tracing::info!(dir = %dir.display(), files = chunk.len(), "would merge");
@@ -124,7 +142,62 @@ pub fn compact(out_dir: &Path, options: &CompactOptions) -> Result<CompactSummar
         }
     }
     summary.directories = directories.len();
+    if !options.dry_run {
+        remove_replaced(out_dir, options.keep_replaced, &mut summary)?;
+    }
     Ok(summary)
+}
+
+/// `since` before now (the epoch when that is earlier).
+fn ago(since: Duration) -> SystemTime {
+    SystemTime::now()
+        .checked_sub(since)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Removes the files merges replaced whose merge beside them is at least `keep` old; counts
+/// the rest.
+fn remove_replaced(out_dir: &Path, keep: Duration, summary: &mut CompactSummary) -> Result<()> {
+    let listing = Listing::of(out_dir)?;
+    let superseded = listing.superseded();
+    if superseded.is_empty() {
+        return Ok(());
+    }
+    let cutoff = ago(keep);
+    // The merges old enough to let their replaced files go, by directory.
+    let mut settled: BTreeMap<&Path, Vec<&BatchFile>> = BTreeMap::new();
+    for file in &listing.files {
+        if let (Some(batch), Some(dir)) = (&file.batch, file.path.parent()) {
+            if batch.compacted && file.modified <= cutoff && !superseded.contains(&file.path) {
+                settled.entry(dir).or_default().push(batch);
+            }
+        }
+    }
+    let mut removable = Vec::new();
+    for file in listing
+        .files
+        .iter()
+        .filter(|f| superseded.contains(&f.path))
+    {
+        let (Some(batch), Some(dir)) = (&file.batch, file.path.parent()) else {
+            continue;
+        };
+        let spanned = settled.get(dir).is_some_and(|merges| {
+            merges.iter().any(|m| {
+                (&m.topic, m.partition, m.epoch) == (&batch.topic, batch.partition, batch.epoch)
+                    && m.first_offset <= batch.first_offset
+                    && batch.last_offset <= m.last_offset
+            })
+        });
+        if spanned {
+            removable.push(file.path.clone());
+        } else {
+            summary.replaced_kept += 1;
+        }
+    }
+    remove_all(removable.iter())?;
+    summary.replaced_removed += removable.len();
+    Ok(())
 }
 
 /// The files of each directory and partition log, in offset order; files without a batch name
@@ -162,7 +235,10 @@ fn groups<'a>(
 /// The maximal runs of consecutive files that `eligible` accepts. A merge spans the offsets of
 /// its run, and a file within that span beside it would be taken as merged: so a file that may
 /// not be merged (too young, its batch incomplete) ends the run.
-fn runs<'a>(files: &[&'a Stored], eligible: impl Fn(&Stored) -> bool) -> Vec<Vec<&'a Stored>> {
+fn runs<'a>(
+    files: &[&'a Stored],
+    mut eligible: impl FnMut(&Stored) -> bool,
+) -> Vec<Vec<&'a Stored>> {
     let mut runs = vec![Vec::new()];
     for file in files {
         if eligible(file) {
@@ -225,8 +301,8 @@ fn merged_bytes(dir: &Path, chunk: &[&Stored]) -> Result<u64> {
         .map_err(|e| Error::io(&path, "reading a merged file's size", e))
 }
 
-/// Writes the merge of `chunk` into `dir` durably, then removes the files it replaced. Returns
-/// the rows merged.
+/// Writes the merge of `chunk` into `dir` durably. The files it replaced stay until
+/// `remove_replaced` finds the merge old enough. Returns the rows merged.
 fn merge(dir: &Path, chunk: &[&Stored]) -> Result<u64> {
     let merged = merged_file(chunk);
     let target = dir.join(merged.file_name());
@@ -240,16 +316,12 @@ fn merge(dir: &Path, chunk: &[&Stored]) -> Result<u64> {
     let mut last_message = None;
     for file in chunk {
         let batch = file.batch.as_ref().expect("batch files only");
+        // Checked when it was found mergeable; this is the same check after the fact.
         let footer = batch
             .check_footer(&file.path)
-            .map_err(|reason| Error::Recovery {
-                topic: batch.topic.clone(),
-                partition: batch.partition,
-                reason: format!(
-                "{} cannot be merged: {reason}; the ingest quarantines a damaged batch when it \
-                 next recovers this partition",
-                file.path.display()
-            ),
+            .map_err(|reason| Error::Merge {
+                path: file.path.clone(),
+                reason,
             })?;
         expected_rows += footer.rows as u64;
         last_message = footer.last_message;
@@ -295,11 +367,12 @@ fn merge(dir: &Path, chunk: &[&Stored]) -> Result<u64> {
             let (w, schema) = writer.as_mut().expect("created above");
             if schema != &batch.schema() {
                 let _ = std::fs::remove_file(&temp);
-                return Err(Error::Config(format!(
-                    "{} has another schema than the files merged before it; not merging {}",
-                    file.path.display(),
-                    dir.display()
-                )));
+                return Err(Error::Merge {
+                    path: file.path.clone(),
+                    reason: "its schema differs from the files merged before it (written by \
+                             another shiftright version?); nothing was changed"
+                        .into(),
+                });
             }
             w.write(&batch).map_err(parquet_err(&temp))?;
             rows += batch.num_rows() as u64;
@@ -316,40 +389,19 @@ fn merge(dir: &Path, chunk: &[&Stored]) -> Result<u64> {
     drop(written);
     if rows != expected_rows {
         let _ = std::fs::remove_file(&temp);
-        return Err(Error::Config(format!(
-            "merging into {} read {rows} rows where the footers record {expected_rows}; nothing was changed",
-            target.display()
-        )));
+        return Err(Error::Merge {
+            path: target,
+            reason: format!(
+                "the merge read {rows} rows where its files' footers record {expected_rows}; \
+                 nothing was changed"
+            ),
+        });
     }
     std::fs::rename(&temp, &target)
         .map_err(|e| Error::io(&temp, "renaming a merged file into place", e))?;
     sync_dir(dir)?;
     tracing::info!(path = %target.display(), files = chunk.len(), rows, "merged");
-    remove_all(chunk.iter().map(|f| &f.path))?;
     Ok(rows)
-}
-
-/// Takes the output's compaction lock, or fails when another compaction holds it.
-fn lock_compaction(out_dir: &Path) -> Result<File> {
-    let dir = out_dir.join(LOCK_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "creating the lock directory", e))?;
-    let path = dir.join("compact.lock");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io(&path, "opening the compaction lock", e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::CompactionRunning {
-            out: out_dir.to_path_buf(),
-        }),
-        Err(TryLockError::Error(e)) => {
-            Err(Error::io(&path, "locking the output for compaction", e))
-        }
-    }
 }
 
 #[cfg(test)]

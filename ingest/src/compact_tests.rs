@@ -36,9 +36,11 @@ fn put(out: &Path, sub: &str, f: &BatchFile) -> PathBuf {
 const A: &str = "requests/date=2026-01-01/experiment=a";
 const DEAD: &str = "_dead_letters/date=2026-01-01";
 
+/// Merges everything at once and removes what a merge replaced at once.
 fn now() -> CompactOptions {
     CompactOptions {
         older_than: Duration::ZERO,
+        keep_replaced: Duration::ZERO,
         ..CompactOptions::default()
     }
 }
@@ -162,9 +164,10 @@ fn an_interrupted_merge_is_counted_once_and_finished_by_the_next() {
     // New batches arrive; the next compaction removes the leftovers and merges the merge again.
     put(out, A, &file(3, 30, 39, 1, 1));
     let summary = compact(out, &now()).unwrap();
+    // The two leftovers, and the two files merged again.
     assert_eq!(
-        (summary.superseded_removed, summary.temporary_removed),
-        (2, 1)
+        (summary.replaced_removed, summary.temporary_removed),
+        (4, 1)
     );
     assert_eq!((summary.merged, summary.written), (2, 1));
     assert_eq!(rows_read(out), before + 1);
@@ -222,11 +225,11 @@ fn retention_removes_old_dates_but_never_part_of_a_batch() {
     let old = put(out, A, &file(3, 10, 19, 1, 1));
     let dead = put(out, DEAD, &file(3, 20, 29, 1, 1));
 
-    let dry = retain(out, "2026-01-03", true).unwrap();
+    let dry = retain(out, "2026-01-03", Duration::ZERO, true).unwrap();
     assert_eq!((dry.files, dry.kept), (2, 1));
     assert!(old.exists() && dead.exists());
 
-    let summary = retain(out, "2026-01-03", false).unwrap();
+    let summary = retain(out, "2026-01-03", Duration::ZERO, false).unwrap();
     assert_eq!((summary.files, summary.kept), (2, 1));
     assert_eq!(
         summary.dates,
@@ -245,7 +248,7 @@ fn retention_removes_old_dates_but_never_part_of_a_batch() {
     );
 
     // Once the later date is past the horizon too, the batch goes whole.
-    let summary = retain(out, "2026-02-01", false).unwrap();
+    let summary = retain(out, "2026-02-01", Duration::ZERO, false).unwrap();
     assert_eq!((summary.files, summary.kept), (2, 0));
     assert!(!out.join("requests/date=2026-01-01").exists());
 }
@@ -253,7 +256,77 @@ fn retention_removes_old_dates_but_never_part_of_a_batch() {
 #[test]
 fn a_second_compaction_at_once_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let _held = lock_compaction(dir.path()).unwrap();
+    let _held = crate::stored::lock_maintenance(dir.path()).unwrap();
     let err = compact(dir.path(), &now()).unwrap_err().to_string();
     assert!(err.contains("another `shiftright compact`"), "{err}");
+}
+
+#[test]
+fn replaced_files_stay_until_their_merge_is_old_enough_and_are_never_read_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    fixture(out);
+    let before = rows_read(out);
+    let keep = CompactOptions {
+        keep_replaced: Duration::from_secs(3600),
+        ..now()
+    };
+    let summary = compact(out, &keep).unwrap();
+    assert_eq!(
+        (
+            summary.merged,
+            summary.replaced_removed,
+            summary.replaced_kept
+        ),
+        (3, 0, 3)
+    );
+    assert_eq!(
+        names(&out.join(A)).len(),
+        5,
+        "the merge and what it replaced, and partition 4"
+    );
+    assert_eq!(rows_read(out), before);
+    let summary = compact(out, &now()).unwrap();
+    assert_eq!((summary.merged, summary.replaced_removed), (0, 3));
+    assert_eq!(rows_read(out), before);
+}
+
+#[test]
+fn a_damaged_file_is_left_as_it_is_and_ends_the_run_around_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    put(out, A, &file(3, 0, 9, 1, 1));
+    put(out, A, &file(3, 10, 19, 1, 1));
+    let damaged = out.join(A).join(file(3, 20, 29, 1, 1).file_name());
+    std::fs::write(&damaged, b"PAR1 truncated").unwrap();
+    put(out, A, &file(3, 30, 39, 1, 1));
+    put(out, A, &file(3, 40, 49, 1, 1));
+    let summary = compact(out, &now()).unwrap();
+    assert_eq!(summary.damaged.len(), 1);
+    assert_eq!(summary.damaged[0].0, damaged);
+    assert_eq!(
+        (summary.merged, summary.written),
+        (4, 2),
+        "0..=19 and 30..=49, not across it"
+    );
+    assert!(damaged.exists());
+}
+
+#[test]
+fn recovery_stops_rather_than_guess_when_a_damaged_batch_was_partly_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    fixture(out);
+    compact(out, &now()).unwrap();
+    // The dead letter of the batch 20..=29, whose requests file the merge took, is damaged.
+    let dead = out.join(DEAD).join(file(3, 20, 29, 2, 2).file_name());
+    std::fs::write(&dead, b"PAR1 truncated").unwrap();
+    let err = recover_partition(out, "requests", 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("compacted file") && err.contains("20..=29"),
+        "{err}"
+    );
+    assert!(dead.exists(), "nothing moved");
 }

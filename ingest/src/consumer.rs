@@ -122,11 +122,15 @@ impl ConsumerContext for IngestContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut assigned = Vec::new();
+                // One wait for all: a frozen previous owner holds all of its partitions.
+                let deadline = std::time::Instant::now() + partition_lock::WAIT;
                 for tp in partitions(tpl) {
                     // Before recovery: a previous owner still writing must finish first.
-                    if let Err(e) = self.locks().acquire(&tp, partition_lock::WAIT) {
+                    let wait = deadline.saturating_duration_since(std::time::Instant::now());
+                    if let Err(e) = self.locks().acquire(&tp, wait) {
+                        // The pipeline stops on it before it writes anything.
                         self.record(RebalanceEvent::Failed(e));
-                        continue;
+                        break;
                     }
                     match recover_partition(&self.out_dir, &tp.topic, tp.partition) {
                         Ok(recovery) => {

@@ -79,11 +79,19 @@ pub enum Error {
         /// How long this process waited.
         waited: std::time::Duration,
     },
+    /// A merge could not be made; nothing was changed.
+    #[error("cannot merge {}: {reason}", path.display())]
+    Merge {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// `compact` was pointed at something that is not an ingest output.
     #[error("{} is not a directory; pass the --out of `shiftright ingest`", .0.display())]
     NotAnOutput(PathBuf),
     /// Another `shiftright compact` works on the same output.
-    #[error("{} is being compacted by another `shiftright compact` right now; wait for it to finish (two would merge the same files)", out.display())]
+    #[error("{} is being compacted by another `shiftright compact` right now; wait for it to finish (two would merge or remove the same files)", out.display())]
     CompactionRunning {
         /// The output directory.
         out: PathBuf,

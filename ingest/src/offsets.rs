@@ -141,6 +141,22 @@ pub fn recover_partition(out_dir: &Path, topic: &str, partition: i32) -> Result<
                 });
                 return Ok(recovery);
             }
+            Some(why) if members.iter().any(|(f, _)| f.compacted) || coverage.overlaps(&batch) => {
+                // Quarantining it would lose the rows a merge took from it or from the batches
+                // it spans, and reading its offsets again would write the merged ones twice.
+                return Err(Error::Recovery {
+                    topic: topic.to_string(),
+                    partition,
+                    reason: format!(
+                        "{why}. `shiftright compact` merged offsets {}..={} of this partition (in \
+                         part or whole) into a compacted file, so neither moving the batch to \
+                         {QUARANTINE_DIR}/ nor reading it again from Kafka would keep every row \
+                         exactly once; stopping instead. Restore the damaged file from a backup, \
+                         or move it out of the output by hand to accept the loss of its rows",
+                        batch.first_offset, batch.last_offset
+                    ),
+                });
+            }
             Some(why) => {
                 tracing::error!(
                     topic, partition, first = batch.first_offset, last = batch.last_offset, fault = %why,

@@ -7,12 +7,16 @@
 //! event's row to an old date beside today's rows), or when one is a compacted file whose range
 //! spans the other's (its batch counts as complete because of that merge). A date with such a
 //! file is removed, but for those files, once everything tied to them is past the horizon too.
+//! A file of a batch that is not complete yet (the ingest may be renaming its other files into
+//! place right now, on a later date) or younger than `min_age` stays for the same reason. It
+//! runs under the maintenance lock, so never beside a compaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
-use crate::stored::{remove_all, Listing, Stored};
+use crate::stored::{lock_maintenance, remove_all, Listing, Stored};
 
 /// What retention removed (or, dry, would remove).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,24 +27,42 @@ pub struct RetainSummary {
     pub files: usize,
     /// Bytes removed.
     pub bytes: u64,
-    /// Files past the horizon kept because a file tied to them is not (see the module docs).
+    /// Files past the horizon kept: a file tied to them is not past it, their batch is not
+    /// complete yet, or they are younger than `min_age` (see the module docs).
     pub kept: usize,
 }
 
 /// Removes every file under `out_dir` whose date is before `horizon` (`YYYY-MM-DD`), but those tied
-/// to a file that stays.
-pub fn retain(out_dir: &Path, horizon: &str, dry_run: bool) -> Result<RetainSummary> {
+/// to a file that stays, those of incomplete batches and those younger than `min_age`.
+pub fn retain(
+    out_dir: &Path,
+    horizon: &str,
+    min_age: Duration,
+    dry_run: bool,
+) -> Result<RetainSummary> {
     if !out_dir.is_dir() {
         return Err(Error::NotAnOutput(out_dir.to_path_buf()));
     }
+    let _lock = lock_maintenance(out_dir)?;
     let listing = Listing::of(out_dir)?;
     let files = &listing.files;
-    let past = |f: &Stored| f.date.as_deref().is_some_and(|d| d < horizon);
+    let complete = listing.complete_batches();
+    let settled = SystemTime::now()
+        .checked_sub(min_age)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let old = |f: &Stored| f.date.as_deref().is_some_and(|d| d < horizon);
+    let free = |f: &Stored| {
+        old(f)
+            && f.modified <= settled
+            && f.batch
+                .as_ref()
+                .is_none_or(|b| complete.contains(&b.batch()))
+    };
     let components = tied(files);
-    // A component goes only when all of it is past the horizon.
+    // A component goes only when all of it is free to go.
     let mut staying: BTreeSet<usize> = BTreeSet::new();
     for (i, file) in files.iter().enumerate() {
-        if !past(file) {
+        if !free(file) {
             staying.insert(components.find(i));
         }
     }
@@ -48,12 +70,12 @@ pub fn retain(out_dir: &Path, horizon: &str, dry_run: bool) -> Result<RetainSumm
     let mut removed: Vec<PathBuf> = Vec::new();
     let mut dirs_with_kept: BTreeSet<PathBuf> = BTreeSet::new();
     for (i, file) in files.iter().enumerate() {
-        if !past(file) {
+        if !old(file) {
             continue;
         }
         if staying.contains(&components.find(i)) {
             summary.kept += 1;
-            tracing::info!(path = %file.path.display(), "kept past the horizon: its flush batch has files on later dates");
+            tracing::info!(path = %file.path.display(), "kept past the horizon: its flush batch has files on later dates, is not complete yet, or was written moments ago");
             if let Some(dir) = date_dir(out_dir, file) {
                 dirs_with_kept.insert(dir);
             }
@@ -64,7 +86,7 @@ pub fn retain(out_dir: &Path, horizon: &str, dry_run: bool) -> Result<RetainSumm
         removed.push(file.path.clone());
     }
     let mut date_dirs: BTreeSet<PathBuf> = BTreeSet::new();
-    for file in files.iter().filter(|f| past(f)) {
+    for file in files.iter().filter(|f| old(f)) {
         if let Some(dir) = date_dir(out_dir, file) {
             if !dirs_with_kept.contains(&dir) {
                 date_dirs.insert(dir);

@@ -4,6 +4,7 @@
 //! files readers and recovery still count on, so they judge from one listing made here.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -12,6 +13,7 @@ use shiftright_schemas::coverage::{self, Coverage};
 use shiftright_schemas::{BatchFile, Table};
 
 use crate::error::{Error, Result};
+use crate::lock::LOCK_DIR;
 use crate::offsets::walk;
 
 /// What a compaction names its file while writing it: hidden, no `.parquet` ending (so no reader
@@ -121,4 +123,28 @@ pub(crate) fn remove_all<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> Result
         crate::writer::sync_dir(&dir)?;
     }
     Ok(())
+}
+
+/// Takes the output's maintenance lock (`compact`, `--retain`), or fails when another run holds
+/// it.
+pub(crate) fn lock_maintenance(out_dir: &Path) -> Result<File> {
+    let dir = out_dir.join(LOCK_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "creating the lock directory", e))?;
+    let path = dir.join("compact.lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "opening the compaction lock", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::CompactionRunning {
+            out: out_dir.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => {
+            Err(Error::io(&path, "locking the output for compaction", e))
+        }
+    }
 }

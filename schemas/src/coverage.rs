@@ -61,6 +61,18 @@ impl Coverage {
     }
 }
 
+impl Coverage {
+    /// Whether some compacted file's range shares an offset with `batch`'s.
+    pub fn overlaps(&self, batch: &BatchId) -> bool {
+        let log = (batch.topic.clone(), batch.partition, batch.epoch);
+        self.merged.get(&log).is_some_and(|ranges| {
+            ranges
+                .iter()
+                .any(|(first, last)| *first <= batch.last_offset && batch.first_offset <= *last)
+        })
+    }
+}
+
 /// The batch file named by `path`'s last component, if it is one.
 fn parse(path: &Path) -> Option<BatchFile> {
     BatchFile::parse(path.file_name()?.to_str()?)

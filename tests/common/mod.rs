@@ -111,6 +111,21 @@ pub fn free_port() -> u16 {
     shiftright_traffic::tansu::free_port().expect("free port")
 }
 
+/// The embedded broker with the event topics: `requests_partitions` for requests, one each for
+/// business and exposures; and its bootstrap servers.
+pub fn embedded_broker(requests_partitions: i32) -> (shiftright_traffic::EmbeddedBroker, String) {
+    let broker = shiftright_traffic::EmbeddedBroker::start(1).expect("mock cluster");
+    broker
+        .create_topic("requests", requests_partitions)
+        .expect("requests topic");
+    broker.create_topic("business", 1).expect("business topic");
+    broker
+        .create_topic("exposures", 1)
+        .expect("exposures topic");
+    let brokers = broker.bootstrap_servers().to_string();
+    (broker, brokers)
+}
+
 /// tansu, with the event topics created; see `shiftright_traffic::Tansu`.
 pub fn start_tansu(binary: PathBuf, partitions: u32) -> Tansu {
     Tansu::start(binary, &TopicNames::default().all(), partitions).expect("start tansu")
