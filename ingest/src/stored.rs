@@ -3,13 +3,13 @@
 //! and which batches are complete. Both commands must never take part of a batch whose other
 //! files readers and recovery still count on, so they judge from one listing made here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use shiftright_schemas::batch::BatchId;
-use shiftright_schemas::coverage::{self, Coverage};
+use shiftright_schemas::coverage;
 use shiftright_schemas::{BatchFile, Table};
 
 use crate::error::{Error, Result};
@@ -83,18 +83,9 @@ impl Listing {
     /// The batches all of whose files are present, or whose missing files a compaction merged.
     /// A batch the ingest is still renaming into place is not among them.
     pub fn complete_batches(&self) -> BTreeSet<BatchId> {
-        let coverage = Coverage::of(self.files.iter().filter_map(|f| f.batch.as_ref()));
-        let mut batches: BTreeMap<BatchId, (usize, BTreeSet<usize>)> = BTreeMap::new();
-        for file in self.files.iter().filter_map(|f| f.batch.as_ref()) {
-            let entry = batches
-                .entry(file.batch())
-                .or_insert((file.count, BTreeSet::new()));
-            entry.1.insert(file.index);
-        }
-        batches
+        coverage::completeness(self.files.iter().filter_map(|f| f.batch.as_ref()))
             .into_iter()
-            .filter(|(id, (count, present))| present.len() == *count || coverage.covers(id))
-            .map(|(id, _)| id)
+            .filter_map(|(id, complete)| complete.then_some(id))
             .collect()
     }
 

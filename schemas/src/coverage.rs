@@ -73,6 +73,28 @@ impl Coverage {
     }
 }
 
+/// Every batch `files` belong to, and whether it is complete: all of its files are among them,
+/// or a compacted file among them covers it (its missing files were merged). The one rule of
+/// completeness readers, compaction and retention share.
+pub fn completeness<'a>(files: impl IntoIterator<Item = &'a BatchFile>) -> BTreeMap<BatchId, bool> {
+    let files: Vec<&BatchFile> = files.into_iter().collect();
+    let coverage = Coverage::of(files.iter().copied());
+    let mut batches: BTreeMap<BatchId, (usize, BTreeSet<usize>)> = BTreeMap::new();
+    for file in files {
+        let entry = batches
+            .entry(file.batch())
+            .or_insert((file.count, BTreeSet::new()));
+        entry.1.insert(file.index);
+    }
+    batches
+        .into_iter()
+        .map(|(id, (count, present))| {
+            let complete = present.len() >= count || coverage.covers(&id);
+            (id, complete)
+        })
+        .collect()
+}
+
 /// The batch file named by `path`'s last component, if it is one.
 fn parse(path: &Path) -> Option<BatchFile> {
     BatchFile::parse(path.file_name()?.to_str()?)

@@ -22,7 +22,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::SessionContext;
 use shiftright_schemas::batch::{read_footer, BatchId};
-use shiftright_schemas::coverage::{self, Coverage};
+use shiftright_schemas::coverage;
 use shiftright_schemas::{BatchFile, Table};
 
 use crate::error::{Error, Result};
@@ -327,21 +327,11 @@ fn partitioned(table: &str) -> bool {
 
 /// The flush batches of which some files are among `paths` but not all, less those a compacted
 /// file among them covers (their missing files were merged into it).
-fn incomplete_batches<'a>(paths: impl Iterator<Item = &'a PathBuf> + Clone) -> BTreeSet<BatchId> {
-    let coverage = Coverage::of_paths(paths.clone());
-    let mut batches: BTreeMap<BatchId, (usize, BTreeSet<usize>)> = BTreeMap::new();
-    for path in paths {
-        if let Some(batch) = batch_file(path) {
-            let entry = batches
-                .entry(batch.batch())
-                .or_insert((batch.count, BTreeSet::new()));
-            entry.1.insert(batch.index);
-        }
-    }
-    batches
+fn incomplete_batches<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> BTreeSet<BatchId> {
+    let files: Vec<BatchFile> = paths.filter_map(|p| batch_file(p)).collect();
+    coverage::completeness(&files)
         .into_iter()
-        .filter(|(id, (count, present))| present.len() < *count && !coverage.covers(id))
-        .map(|(id, _)| id)
+        .filter_map(|(id, complete)| (!complete).then_some(id))
         .collect()
 }
 
